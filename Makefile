@@ -1,0 +1,76 @@
+# mediasrv — one-command set-up, test, run and benchmark targets.
+# Every target installs what it needs: Debian packages with apt-get (as root) when missing,
+# Python packages into $(VENV).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+APT_PACKAGES := build-essential pkg-config libsrtp2-dev
+PYTEST_ARGS ?=
+
+.PHONY: help sysdeps install build lint typecheck test run bench asan-test clean
+
+help:
+	@echo "make run        start 'mediasrv serve' on $(HOST):$(PORT) with the embedded default config"
+	@echo "make test       install everything needed, then ruff, mypy and the whole pytest suite"
+	@echo "make bench      data-plane microbenchmarks beside aiortc's Python path"
+	@echo "make asan-test  build with AddressSanitizer and run the tests once"
+
+sysdeps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	$(PYTHON) -c 'import os,sys,sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp-install: setup.py pyproject.toml
+	$(MAKE) sysdeps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "cython==3.3.1" "setuptools>=70" wheel
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+install: $(VENV)/.stamp-install
+
+build: install
+	$(PY) setup.py -q build_ext --inplace
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: build lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+run: build
+	$(VENV)/bin/mediasrv serve --host $(HOST) --port $(PORT)
+
+bench: build
+	mkdir -p .benchmarks
+	$(VENV)/bin/pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
+		--benchmark-sort=name --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
+	$(PY) -m bench.report .benchmarks/latest.json
+
+# Build the extension with AddressSanitizer, run the suite once, then rebuild it normally.
+asan-test: install
+	CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" LDFLAGS="-fsanitize=address" \
+		$(PY) setup.py -q build_ext --inplace --force
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; exit $$status
+
+clean:
+	rm -rf build cext/*.c cext/*.html mediasrv/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+# forwarder: not yet written

@@ -1,0 +1,1 @@
+# rtcp: not yet written

@@ -1,0 +1,1 @@
+# srtp: not yet written

@@ -1,0 +1,1 @@
+# udp: not yet written

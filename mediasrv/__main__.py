@@ -1,0 +1,3 @@
+from mediasrv.cli import main
+
+raise SystemExit(main())
