@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
 
@@ -42,7 +43,9 @@ def _extensions() -> list[Extension]:
     from Cython.Build import cythonize
 
     if Cython.__version__ != CYTHON_VERSION:
-        raise SystemExit(f"mediasrv is built with Cython {CYTHON_VERSION}, found {Cython.__version__}")
+        raise SystemExit(
+            f"mediasrv is built with Cython {CYTHON_VERSION}, found {Cython.__version__}"
+        )
 
     srtp = _pkg_config("libsrtp2")
     trace = os.environ.get("MEDIASRV_TRACE") == "1"
@@ -75,7 +78,7 @@ setup(
     name="mediasrv",
     version="0.1.0",
     description="An embeddable WebRTC selective forwarding unit for Python, with plugins",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",

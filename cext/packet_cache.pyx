@@ -8,6 +8,13 @@
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
 
+cdef enum:
+    # The first stored packet's extended sequence number is seq + CACHE_EXTENDED_BASE, so packets
+    # that precede it across a wrap (seq 65535 after seq 0) keep a non-negative extended number
+    # and never meet the -1 that marks an empty slot.
+    CACHE_EXTENDED_BASE = 0x10000
+
+
 cdef struct CacheSlot:
     int64_t extended_seq     # -1 when empty
     uint64_t stored_at_ms
@@ -73,7 +80,10 @@ cdef class PacketCache:
         cdef CacheSlot* slot
         if length > self._slot_size or length < 0:
             return -1
-        ext = extend_sequence(self._highest, seq)
+        if self._highest < 0:
+            ext = CACHE_EXTENDED_BASE + seq
+        else:
+            ext = extend_sequence(self._highest, seq)
         if self._highest >= 0 and ext <= self._highest - self._capacity:
             return 0
         if ext > self._highest:
@@ -144,8 +154,8 @@ cdef class PacketCache:
 
     @property
     def highest_sequence(self):
-        """The highest extended sequence number stored, or None."""
-        return self._highest if self._highest >= 0 else None
+        """The highest extended sequence number stored (the first packet's is its seq), or None."""
+        return self._highest - CACHE_EXTENDED_BASE if self._highest >= 0 else None
 
     def __len__(self):
         cdef int i

@@ -43,12 +43,13 @@ cdef struct RtpHeader:
     Py_ssize_t payload_length
     Py_ssize_t padding_length
     # index of extension elements: id, offset of the element's data, data length
+    # (offsets are 32-bit: an extension block can reach 4 * 65535 bytes, beyond uint16_t)
     int element_count
     uint8_t element_ids[RTP_MAX_EXTENSIONS]
-    uint16_t element_offsets[RTP_MAX_EXTENSIONS]
+    uint32_t element_offsets[RTP_MAX_EXTENSIONS]
     uint8_t element_lengths[RTP_MAX_EXTENSIONS]
     # offset of each element's own header, so a remap can rewrite or blank it
-    uint16_t element_starts[RTP_MAX_EXTENSIONS]
+    uint32_t element_starts[RTP_MAX_EXTENSIONS]
     # the element that overran the block, for the error message
     uint8_t bad_element_id
     Py_ssize_t bad_element_length
@@ -97,8 +98,8 @@ cdef int _rtp_add_element(RtpHeader* h, uint8_t ext_id, Py_ssize_t start, Py_ssi
     if h.element_count >= RTP_MAX_EXTENSIONS:
         return RTP_ERR_TOO_MANY_ELEMENTS
     h.element_ids[h.element_count] = ext_id
-    h.element_starts[h.element_count] = <uint16_t>start
-    h.element_offsets[h.element_count] = <uint16_t>data
+    h.element_starts[h.element_count] = <uint32_t>start
+    h.element_offsets[h.element_count] = <uint32_t>data
     h.element_lengths[h.element_count] = <uint8_t>length
     h.element_count += 1
     return 0
@@ -117,7 +118,11 @@ cdef int _rtp_index_elements(const uint8_t* buf, RtpHeader* h) noexcept nogil:
             if buf[pos] == 0:  # padding byte
                 pos += 1
                 continue
-            if ext_id == 15:  # reserved: stop processing the block (RFC 8285 section 4.2)
+            # 15 is reserved: stop processing the block (RFC 8285 section 4.2). Id 0 is only
+            # valid as a padding byte (0x00); with a length nibble it is malformed and libwebrtc
+            # stops there too. Indexing it would list an element with id 0 that get_extension
+            # cannot find and that a remap silently drops from the index.
+            if ext_id == 15 or ext_id == 0:
                 break
             length = (buf[pos] & 0x0F) + 1
             if pos + 1 + length > end:
@@ -661,6 +666,7 @@ cdef bytes _rtp_build_fixed(int payload_type, int sequence_number, object timest
         raise ValueError(f"RTP packet can carry at most 15 CSRCs, got {len(csrcs)}")
     cdef bytearray out = bytearray(RTP_HEADER_SIZE + 4 * len(csrcs))
     cdef uint8_t* p = <uint8_t*>(<char*>out)
+    cdef Py_ssize_t i  # typed: with a Python int index, p + ... + 4 * i is bytes + int
     p[0] = 0x80 | (0x20 if padding else 0) | (0x10 if extension else 0) | len(csrcs)
     p[1] = (0x80 if marker else 0) | payload_type
     store16(p + 2, sequence_number)

@@ -222,18 +222,21 @@ def vp8_rewrite(bytearray payload, *, picture_id=None, tl0picidx=None) -> None:
     cdef int err = vp8_parse(buf, size, &d)
     if err:
         raise _vp8_error(err, size)
+    # validate everything before writing anything: a failed call leaves the payload unchanged
     if picture_id is not None:
         if not d.has_picture_id:
             raise ValueError("VP8 payload descriptor has no PictureID to rewrite")
         limit = 0x7FFF if d.picture_id_15bit else 0x7F
         if not 0 <= picture_id <= limit:
             raise ValueError(f"VP8 PictureID {picture_id} is outside 0..{limit}")
-        vp8_set_picture_id(buf, &d, picture_id)
     if tl0picidx is not None:
         if not d.has_tl0picidx:
             raise ValueError("VP8 payload descriptor has no TL0PICIDX to rewrite")
         if not 0 <= tl0picidx <= 255:
             raise ValueError(f"VP8 TL0PICIDX {tl0picidx} is outside 0..255")
+    if picture_id is not None:
+        vp8_set_picture_id(buf, &d, picture_id)
+    if tl0picidx is not None:
         vp8_set_tl0picidx(buf, &d, tl0picidx)
 
 

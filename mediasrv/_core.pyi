@@ -1,8 +1,10 @@
 """Type stubs for the compiled data plane, ``mediasrv._core`` (sources in ``cext/``)."""
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import socket
+from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
-from typing import Final, Literal
+from typing import Final
 
 # --- rtp (cext/rtp.pyx) ---
 
@@ -123,9 +125,318 @@ def h264_keyframe(payload: bytes | bytearray | memoryview) -> bool: ...
 
 # --- rtcp (cext/rtcp.pyx) ---
 
+class RtcpReportBlock:
+    """A reception report block (RFC 3550 6.4.1)."""
+
+    ssrc: int
+    fraction_lost: int
+    packets_lost: int  # signed 24-bit
+    highest_sequence: int
+    jitter: int
+    lsr: int
+    dlsr: int
+    def __init__(
+        self,
+        ssrc: int,
+        fraction_lost: int,
+        packets_lost: int,
+        highest_sequence: int,
+        jitter: int,
+        lsr: int,
+        dlsr: int,
+    ) -> None: ...
+
+class RtcpSenderReport:
+    """Sender report, PT 200. Profile-specific extensions are not kept."""
+
+    ssrc: int
+    ntp_timestamp: int  # 64-bit
+    rtp_timestamp: int
+    packet_count: int
+    octet_count: int
+    reports: list[RtcpReportBlock]
+    def __init__(
+        self,
+        ssrc: int,
+        ntp_timestamp: int,
+        rtp_timestamp: int,
+        packet_count: int,
+        octet_count: int,
+        reports: list[RtcpReportBlock] = ...,
+    ) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpReceiverReport:
+    """Receiver report, PT 201. Profile-specific extensions are not kept."""
+
+    ssrc: int
+    reports: list[RtcpReportBlock]
+    def __init__(self, ssrc: int, reports: list[RtcpReportBlock] = ...) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpSdesChunk:
+    """One SDES chunk: ``items`` are (type, value) pairs, e.g. (1, b"cname") for CNAME."""
+
+    ssrc: int
+    items: list[tuple[int, bytes]]
+    def __init__(self, ssrc: int, items: list[tuple[int, bytes]] = ...) -> None: ...
+
+class RtcpSdes:
+    """Source description, PT 202."""
+
+    chunks: list[RtcpSdesChunk]
+    def __init__(self, chunks: list[RtcpSdesChunk] = ...) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpBye:
+    """Goodbye, PT 203; ``reason`` is None when the packet carries none."""
+
+    sources: list[int]
+    reason: bytes | None
+    def __init__(self, sources: list[int] = ..., reason: bytes | None = None) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpNack:
+    """Generic NACK, PT 205 FMT 1: ``lost`` RTP sequence numbers (any order round-trips)."""
+
+    sender_ssrc: int
+    media_ssrc: int
+    lost: list[int]
+    def __init__(self, sender_ssrc: int, media_ssrc: int, lost: list[int] = ...) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpTransportFeedback:
+    """Transport-wide congestion control feedback, PT 205 FMT 15.
+
+    ``packets`` are (transport sequence, receive delta in us or None if not received) for
+    ``base_sequence`` onwards; deltas are multiples of 250 us in -8192000..8191750, each relative
+    to the previous received packet (the first to ``reference_time``: 64 ms units, signed 24-bit).
+    """
+
+    sender_ssrc: int
+    media_ssrc: int
+    base_sequence: int
+    reference_time: int
+    feedback_count: int
+    packets: list[tuple[int, int | None]]
+    def __init__(
+        self,
+        sender_ssrc: int,
+        media_ssrc: int,
+        base_sequence: int,
+        reference_time: int,
+        feedback_count: int,
+        packets: list[tuple[int, int | None]] = ...,
+    ) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpPli:
+    """Picture loss indication, PT 206 FMT 1."""
+
+    sender_ssrc: int
+    media_ssrc: int
+    def __init__(self, sender_ssrc: int, media_ssrc: int) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpFir:
+    """Full intra request, PT 206 FMT 4: ``entries`` are (media ssrc, command seq nr)."""
+
+    sender_ssrc: int
+    entries: list[tuple[int, int]]
+    def __init__(self, sender_ssrc: int, entries: list[tuple[int, int]] = ...) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpRemb:
+    """Receiver estimated maximum bitrate, PT 206 FMT 15.
+
+    serialize() encodes ``bitrate`` with the smallest exponent that fits the 18-bit mantissa,
+    rounding it down to a multiple of 2**exponent; parsing yields that rounded value.
+    """
+
+    sender_ssrc: int
+    bitrate: int  # bits/s, 64-bit
+    ssrcs: list[int]
+    def __init__(self, sender_ssrc: int, bitrate: int, ssrcs: list[int] = ...) -> None: ...
+    def serialize(self) -> bytes: ...
+
+class RtcpUnknown:
+    """Any other packet (APP, XR, other feedback FMTs): header fields + payload without padding."""
+
+    packet_type: int
+    count: int  # the 5-bit RC/SC/FMT field
+    payload: bytes
+    def __init__(self, packet_type: int, count: int, payload: bytes = b"") -> None: ...
+    def serialize(self) -> bytes: ...
+
+RtcpPacket = (
+    RtcpSenderReport
+    | RtcpReceiverReport
+    | RtcpSdes
+    | RtcpBye
+    | RtcpNack
+    | RtcpTransportFeedback
+    | RtcpPli
+    | RtcpFir
+    | RtcpRemb
+    | RtcpUnknown
+)
+
+class RtcpCompound:
+    """What parse_rtcp() found: the packets it could parse and one message per problem."""
+
+    packets: list[RtcpPacket]
+    errors: list[str]
+    def __init__(self, packets: list[RtcpPacket] = ..., errors: list[str] = ...) -> None: ...
+
+def parse_rtcp(data: bytes | bytearray | memoryview) -> RtcpCompound:
+    """Parse a compound packet. Never raises for malformed bytes: see ``RtcpCompound.errors``."""
+
+def serialize_rtcp(packets: Iterable[RtcpPacket]) -> bytes:
+    """Serialize packets into one compound (``serialize()`` raises ValueError/OverflowError for
+    values the wire can't carry)."""
+
+def rtcp_walk(data: bytes | bytearray | memoryview) -> list[tuple[int, int, int, int]]:
+    """(fmt, packet type, offset, length) of each packet; ValueError on a malformed header."""
+
 # --- srtp (cext/srtp.pyx) ---
 
+SRTP_MAX_TRAILER_LEN: Final[int]
+"""Room (144 bytes) a buffer needs past a packet for libsrtp to protect it in place."""
+
+class SrtpProfile(IntEnum):
+    """DTLS-SRTP protection profiles, by IANA id."""
+
+    AES_CM_128_HMAC_SHA1_80 = 1
+    AEAD_AES_128_GCM = 7
+
+class SrtpError(Exception):
+    """An SRTP operation failed; ``status`` is libsrtp's srtp_err_status_t value."""
+
+    status: int
+    def __init__(self, message: str, status: int) -> None: ...
+
+def srtp_key_length(profile: int) -> int:
+    """Master key + master salt bytes: 30 (AES_CM_128_HMAC_SHA1_80) or 28 (AEAD_AES_128_GCM)."""
+
+class SrtpSession:
+    """One direction of SRTP + SRTCP for any SSRC; replay-protected; not thread-safe.
+
+    ``key`` is master key || master salt. protect*/unprotect* raise SrtpError (with .status),
+    also on a closed session or the wrong direction; a bad window_size or profile raises
+    ValueError.
+    """
+
+    @property
+    def profile(self) -> SrtpProfile: ...
+    @property
+    def outbound(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def __init__(
+        self,
+        profile: int,
+        key: bytes,
+        *,
+        outbound: bool,
+        window_size: int = 1024,
+        allow_repeat_tx: bool = False,
+    ) -> None: ...
+    def protect(self, rtp: bytes) -> bytes: ...
+    def unprotect(self, srtp: bytes) -> bytes: ...
+    def protect_rtcp(self, rtcp: bytes) -> bytes: ...
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes: ...
+    def close(self) -> None:
+        """Free the libsrtp context (idempotent)."""
+
+def srtp_sessions_from_keying_material(
+    material: bytes,
+    profile: int,
+    *,
+    is_client: bool,
+    window_size: int = 1024,
+    allow_repeat_tx: bool = False,
+) -> tuple[SrtpSession, SrtpSession]:
+    """(outbound, inbound) from the "EXTRACTOR-dtls_srtp" export (RFC 5764 section 4.2).
+
+    allow_repeat_tx applies to the outbound session. Wrong material length: SrtpError.
+    """
+
 # --- udp (cext/udp.pyx) ---
+
+UDP_BATCH_MAX: Final[int]
+"""Datagrams per recvmmsg/sendmmsg call (64)."""
+UDP_DATAGRAM_MAX: Final[int]
+"""Bytes per batch slot (2048): the largest datagram send_batch/sendto accept."""
+UDP_RECV_MAX: Final[int]
+"""Largest datagram received (1900): the rest of a slot is room for an SRTP trailer."""
+
+class UdpBatchSocket:
+    """A non-blocking UDP socket (IPv4, or IPv6 when host contains ':') used in batches.
+
+    Addresses are numeric (host, port) tuples; IPv6 also takes (host, port, flowinfo, scope_id)
+    and maps an IPv4 host to ::ffff:a.b.c.d. Operations on a closed socket raise OSError(EBADF).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        recv_buffer: int | None = None,
+        send_buffer: int | None = None,
+    ) -> None: ...
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> UdpBatchSocket:
+        """Wrap a dup of a bound UDP socket's descriptor; `sock` stays the caller's."""
+    def fileno(self) -> int:
+        """The descriptor, or -1 once closed."""
+    @property
+    def family(self) -> socket.AddressFamily: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+    @property
+    def datagrams_received(self) -> int: ...
+    @property
+    def datagrams_sent(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def send_errors(self) -> int:
+        """Datagrams the kernel refused (EAGAIN excluded)."""
+    @property
+    def recv_errors(self) -> int: ...
+    @property
+    def truncated(self) -> int:
+        """Datagrams longer than UDP_RECV_MAX, dropped."""
+    @property
+    def callback_errors(self) -> int:
+        """Exceptions raised by the start() callback (each also logged on mediasrv.udp)."""
+    def recv_batch(self, max_count: int = 64) -> list[tuple[bytes, tuple[str, int]]]:
+        """Up to max_count waiting datagrams with their sources; [] when none is waiting."""
+    def send_batch(self, items: Sequence[tuple[bytes, tuple[str, int]]]) -> int:
+        """Send all items (checked first: ValueError/TypeError before anything is sent).
+
+        Returns how many were sent: a full socket buffer ends the call early; a datagram the
+        kernel refuses is skipped and counted in send_errors.
+        """
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        """Send one datagram; its length, or BlockingIOError / OSError."""
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_datagrams: Callable[[list[tuple[bytes, tuple[str, int]]]], None],
+    ) -> None:
+        """Read with loop.add_reader, calling on_datagrams per batch (<= 16 batches a wakeup)."""
+    def stop(self) -> None: ...
+    def close(self) -> None:
+        """Stop, then close the descriptor (idempotent)."""
+    def __enter__(self) -> UdpBatchSocket: ...
+    def __exit__(self, *exc_info: object) -> None: ...
 
 # --- packet_cache (cext/packet_cache.pyx) ---
 
@@ -146,3 +457,61 @@ class PacketCache:
     def __len__(self) -> int: ...
 
 # --- forwarder (cext/forwarder.pyx) ---
+
+class ConsumerTarget:
+    """Where and how one consumer receives a forwarded stream."""
+
+    def __init__(
+        self,
+        session: SrtpSession,
+        address: tuple[str, int],
+        *,
+        ssrc: int,
+        payload_type: int,
+        sequence_offset: int = 0,
+        timestamp_offset: int = 0,
+    ) -> None: ...
+    @property
+    def ssrc(self) -> int: ...
+    @property
+    def payload_type(self) -> int: ...
+    @property
+    def sequence_offset(self) -> int: ...
+    @property
+    def timestamp_offset(self) -> int: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+    @property
+    def forwarded(self) -> int: ...
+    @property
+    def protect_errors(self) -> int: ...
+
+class Forwarder:
+    """Forwards one publisher's SRTP stream to any number of consumers over one UDP socket."""
+
+    def __init__(
+        self, sock: UdpBatchSocket, inbound: SrtpSession, cache: PacketCache | None = None
+    ) -> None: ...
+    def add_consumer(self, target: ConsumerTarget) -> None: ...
+    def remove_consumer(self, target: ConsumerTarget) -> None: ...
+    @property
+    def consumers(self) -> list[ConsumerTarget]: ...
+    def process(self, now_ms: int = 0) -> int: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def forwarded(self) -> int: ...
+    @property
+    def dropped_not_rtp(self) -> int: ...
+    @property
+    def dropped_unprotect(self) -> int: ...
+    @property
+    def dropped_parse(self) -> int: ...
+    @property
+    def send_errors(self) -> int: ...
+
+# --- bench_support (cext/bench_support.pyx) ---
+
+def bench_rtp_parse(packet: bytes, iterations: int) -> float: ...
+def bench_rewrite_protect(session: SrtpSession, packet: bytes, iterations: int) -> float: ...
+def bench_cache_put_get(cache: PacketCache, packet: bytes, iterations: int) -> float: ...
