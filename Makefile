@@ -10,10 +10,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
-APT_PACKAGES := build-essential pkg-config libsrtp2-dev
+APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates
+LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps install build lint typecheck test run bench asan-test clean
+
+.PHONY: help sysdeps libsrtp install build lint typecheck test run bench asan-test clean
 
 help:
 	@echo "make run        start 'mediasrv serve' on $(HOST):$(PORT) with the embedded default config"
@@ -32,7 +34,14 @@ sysdeps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.stamp-install: setup.py pyproject.toml
+# libsrtp2 on OpenSSL, static, from Debian's source package (see cext/build_libsrtp.sh)
+$(LIBSRTP): cext/build_libsrtp.sh
+	$(MAKE) sysdeps
+	bash cext/build_libsrtp.sh build/libsrtp
+
+libsrtp: $(LIBSRTP)
+
+$(VENV)/.stamp-install: setup.py pyproject.toml $(LIBSRTP)
 	$(MAKE) sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

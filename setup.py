@@ -4,6 +4,8 @@ Environment knobs (all optional):
 
 * ``MEDIASRV_TRACE=1``   build with Cython line tracing (coverage/profilers see .pyx lines)
 * ``MEDIASRV_ANNOTATE=1`` write Cython's HTML annotation next to the sources
+* ``MEDIASRV_LIBSRTP=system`` link the system's libsrtp2 (found by pkg-config) instead of the
+  static OpenSSL-backed build in ``build/libsrtp`` that ``make libsrtp`` makes
 * ``CFLAGS``/``LDFLAGS`` are honoured as usual (``make asan-test`` adds ``-fsanitize=address``)
 """
 
@@ -19,23 +21,44 @@ from setuptools import Extension, find_packages, setup
 CYTHON_VERSION = "3.3.1"
 
 
-def _pkg_config(package: str) -> dict[str, list[str]]:
+LIBSRTP_HINT = (
+    "run `make libsrtp` (builds libsrtp2 on OpenSSL into build/libsrtp), or set "
+    "MEDIASRV_LIBSRTP=system to link the system's libsrtp2 (apt-get install libsrtp2-dev)"
+)
+
+
+def _pkg_config(package: str, path: str | None) -> dict[str, list[str]]:
+    """Compile and link flags from pkg-config, looking in `path` first (static linking there)."""
     if shutil.which("pkg-config") is None:
         raise SystemExit("pkg-config not found: install it first (apt-get install pkg-config)")
+    env = dict(os.environ)
+    args = ["pkg-config"]
+    if path is not None:
+        env["PKG_CONFIG_PATH"] = path
+        args.append("--static")
     try:
-        cflags = subprocess.check_output(["pkg-config", "--cflags", package], text=True).split()
-        libs = subprocess.check_output(["pkg-config", "--libs", package], text=True).split()
+        cflags = subprocess.check_output([*args, "--cflags", package], text=True, env=env)
+        libs = subprocess.check_output([*args, "--libs", package], text=True, env=env)
     except subprocess.CalledProcessError:
-        raise SystemExit(
-            f"{package} not found by pkg-config: install its development files "
-            "(apt-get install libsrtp2-dev)"
-        ) from None
+        raise SystemExit(f"{package} not found by pkg-config: {LIBSRTP_HINT}") from None
     return {
-        "include_dirs": [f[2:] for f in cflags if f.startswith("-I")],
-        "extra_compile_args": [f for f in cflags if not f.startswith("-I")],
-        "library_dirs": [f[2:] for f in libs if f.startswith("-L")],
-        "libraries": [f[2:] for f in libs if f.startswith("-l")],
+        "include_dirs": [f[2:] for f in cflags.split() if f.startswith("-I")],
+        "extra_compile_args": [f for f in cflags.split() if not f.startswith("-I")],
+        "library_dirs": [f[2:] for f in libs.split() if f.startswith("-L")],
+        "libraries": [f[2:] for f in libs.split() if f.startswith("-l")],
+        "extra_link_args": [f for f in libs.split() if f[:2] not in ("-L", "-l")],
     }
+
+
+def _libsrtp() -> dict[str, list[str]]:
+    """libsrtp2: the static OpenSSL build in build/libsrtp by default, or the system's."""
+    if os.environ.get("MEDIASRV_LIBSRTP") == "system":
+        return _pkg_config("libsrtp2", None)
+    prefix = Path(os.environ.get("MEDIASRV_LIBSRTP_PREFIX", "build/libsrtp")).resolve()
+    pc_dir = prefix / "lib" / "pkgconfig"
+    if not (pc_dir / "libsrtp2.pc").exists():
+        raise SystemExit(f"libsrtp2 not found in {prefix}: {LIBSRTP_HINT}")
+    return _pkg_config("libsrtp2", str(pc_dir))
 
 
 def _extensions() -> list[Extension]:
@@ -47,7 +70,7 @@ def _extensions() -> list[Extension]:
             f"mediasrv is built with Cython {CYTHON_VERSION}, found {Cython.__version__}"
         )
 
-    srtp = _pkg_config("libsrtp2")
+    srtp = _libsrtp()
     trace = os.environ.get("MEDIASRV_TRACE") == "1"
     macros = [("CYTHON_TRACE_NOGIL", "1")] if trace else []
     core = Extension(
@@ -57,6 +80,7 @@ def _extensions() -> list[Extension]:
         library_dirs=srtp["library_dirs"],
         libraries=srtp["libraries"],
         extra_compile_args=["-O2", "-Wno-unused-function", *srtp["extra_compile_args"]],
+        extra_link_args=srtp["extra_link_args"],
         define_macros=macros,
     )
     return cythonize(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pylibsrtp
+import pytest
 from aiortc.rtp import RtpPacket as AiortcRtpPacket
 
 from bench.conftest import BATCH, KEY
-from mediasrv._core import SrtpProfile, SrtpSession, bench_rewrite_protect
+from mediasrv._core import SrtpProfile, SrtpSession, bench_rewrite_protect, srtp_key_length
 
 
 def pylibsrtp_outbound() -> Any:
@@ -18,13 +19,21 @@ def pylibsrtp_outbound() -> Any:
     return pylibsrtp.Session(policy=policy)
 
 
-def test_rewrite_protect_mediasrv_c(benchmark: Any, packet: bytes) -> None:
+@pytest.mark.parametrize(
+    "profile", [SrtpProfile.AES_CM_128_HMAC_SHA1_80, SrtpProfile.AEAD_AES_128_GCM]
+)
+def test_rewrite_protect_mediasrv_c(benchmark: Any, packet: bytes, profile: SrtpProfile) -> None:
     benchmark.group = "rewrite + protect"
     benchmark.extra_info["packets"] = BATCH
     session = SrtpSession(
-        SrtpProfile.AES_CM_128_HMAC_SHA1_80, KEY, outbound=True, allow_repeat_tx=True
+        profile, KEY[: srtp_key_length(profile)], outbound=True, allow_repeat_tx=True
     )
-    benchmark(bench_rewrite_protect, session, packet, BATCH)
+    rounds = iter(range(1 << 30))
+
+    def run() -> None:
+        bench_rewrite_protect(session, packet, BATCH, next(rounds) * BATCH)
+
+    benchmark(run)
 
 
 def test_rewrite_protect_aiortc(benchmark: Any, packet: bytes) -> None:
@@ -32,12 +41,14 @@ def test_rewrite_protect_aiortc(benchmark: Any, packet: bytes) -> None:
     benchmark.extra_info["packets"] = BATCH
     benchmark.extra_info["baseline"] = True
     session = pylibsrtp_outbound()
+    rounds = iter(range(1 << 30))
 
     def run() -> None:
+        first = next(rounds) * BATCH
         for i in range(BATCH):
             rtp = AiortcRtpPacket.parse(packet)
             rtp.ssrc = 0x11223344
-            rtp.sequence_number = i
+            rtp.sequence_number = (first + i) & 0xFFFF
             rtp.timestamp = (rtp.timestamp + 3000) & 0xFFFFFFFF
             rtp.payload_type = 96
             session.protect(rtp.serialize())

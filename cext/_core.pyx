@@ -7,7 +7,6 @@ Each unit exposes a small typed Python API (see ``mediasrv/_core.pyi``) and ``cd
 that later units call from C without touching Python objects per packet.
 """
 
-include "errors.pxi"
 include "rtp.pyx"
 include "vp8.pyx"
 include "h264.pyx"

@@ -26,8 +26,12 @@ def bench_rtp_parse(packet, int iterations) -> float:
     return _now() - start
 
 
-def bench_rewrite_protect(SrtpSession session not None, packet, int iterations) -> float:
-    """Copy, parse, rewrite SSRC/seq/ts/PT and SRTP-protect one packet n times; seconds taken."""
+def bench_rewrite_protect(SrtpSession session not None, packet, int iterations,
+                          int first_sequence=0) -> float:
+    """Copy, parse, rewrite SSRC/seq/ts/PT and SRTP-protect one packet n times; seconds taken.
+
+    Sequence numbers run on from first_sequence, as a consumer's do.
+    """
     cdef const uint8_t[:] view = _readonly_view(packet)
     cdef uint8_t buf[UDP_DATAGRAM_MAX]
     cdef RtpHeader h
@@ -43,7 +47,7 @@ def bench_rewrite_protect(SrtpSession session not None, packet, int iterations) 
             memcpy(buf, &view[0], length)
             rtp_parse(buf, length, &h)
             rtp_set_ssrc(buf, &h, 0x11223344)
-            rtp_set_sequence_number(buf, &h, <uint16_t>i)
+            rtp_set_sequence_number(buf, &h, <uint16_t>(first_sequence + i))
             rtp_set_timestamp(buf, &h, h.timestamp + 3000)
             rtp_set_payload_type(buf, &h, 96)
             if session.protect_rtp_c(buf, &length) != 0:
@@ -56,6 +60,7 @@ def bench_rewrite_protect(SrtpSession session not None, packet, int iterations) 
 def bench_cache_put_get(PacketCache cache not None, packet, int iterations) -> float:
     """Store one packet under n consecutive sequence numbers and read each back; seconds taken."""
     cdef const uint8_t[:] view = _readonly_view(packet)
+    cache._reset()
     cdef int i
     cdef int length
     cdef uint64_t stored_at

@@ -178,7 +178,7 @@ def test_removed_consumer_receives_nothing_more(rig: Rig) -> None:
 
 def test_invalid_consumer_target_is_refused() -> None:
     session = SrtpSession(PROFILE, CONSUMER_KEYS[0], outbound=True)
-    with pytest.raises(ValueError, match="payload type 128 is outside 0..127"):
+    with pytest.raises(ValueError, match=r"payload type 128 is outside 0\.\.127"):
         ConsumerTarget(session, ("127.0.0.1", 9), ssrc=1, payload_type=128)
     with pytest.raises(ValueError, match="SSRC"):
         ConsumerTarget(session, ("127.0.0.1", 9), ssrc=1 << 32, payload_type=96)
