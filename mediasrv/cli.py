@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(config: ServerConfig) -> None:
+    # Handlers first: whoever reads "listening" may signal us at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(create_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
@@ -39,10 +44,6 @@ async def serve(config: ServerConfig) -> None:
     if not config.is_loopback:
         log.warning("listening on a non-loopback address %s: put it behind TLS", host)
     print(f"mediasrv {__version__} listening on http://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
