@@ -4,7 +4,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 # --- rtp (cext/rtp.pyx) ---
 
@@ -517,3 +517,161 @@ def bench_rewrite_protect(
     session: SrtpSession, packet: bytes, iterations: int, first_sequence: int = 0
 ) -> float: ...
 def bench_cache_put_get(cache: PacketCache, packet: bytes, iterations: int) -> float: ...
+
+# --- plane (cext/plane.pyx) ---
+
+class PlaneCodec(IntEnum):
+    CODEC_OPUS = 1
+    CODEC_VP8 = 2
+    CODEC_H264 = 3
+    CODEC_VP9 = 4
+    CODEC_OTHER = 5
+
+PLANE_DROP_REASONS: tuple[str, ...]
+
+class PlaneConsumer:
+    """One subscriber's copy of one PlaneStream: the rewrite applied and where it goes."""
+
+    transport: PlaneTransport
+    stream: PlaneStream
+    ssrc: int
+    payload_type: int
+    rtx_ssrc: int
+    rtx_payload_type: int
+    paused: bool
+    waiting_keyframe: bool
+    last_sequence_number: int
+    last_timestamp: int
+    packets: int
+    bytes: int
+    retransmitted: int
+    retransmit_missing: int
+    dropped_paused: int
+    protect_errors: int
+    closed: bool
+    def __init__(
+        self,
+        transport: PlaneTransport,
+        stream: PlaneStream,
+        *,
+        ssrc: int,
+        payload_type: int,
+        rtx_ssrc: int = 0,
+        rtx_payload_type: int = 0,
+        extension_map: dict[int, int] | None = None,
+        paused: bool = False,
+    ) -> None: ...
+    def set_extension_map(self, mapping: dict[int, int]) -> None:
+        """Producer extension id -> this consumer's id; ids not in the map are removed."""
+    @property
+    def sequence_offset(self) -> int: ...
+    @property
+    def timestamp_offset(self) -> int: ...
+    @property
+    def synced(self) -> bool: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None:
+        """Forward again from the next keyframe (video) or the next packet (audio)."""
+    def request_sync(self) -> None: ...
+    def close(self) -> None: ...
+    def retransmit(self, sequence_numbers: Iterable[int]) -> int:
+        """Answer a NACK from the cache (as RTX when negotiated): how many went out."""
+
+class PlaneStream:
+    """One inbound RTP stream (one SSRC) of a producer, with its consumers."""
+
+    transport: PlaneTransport
+    ssrc: int
+    rtx_ssrc: int
+    payload_type: int
+    rtx_payload_type: int
+    codec: int
+    kind_video: bool
+    clock_rate: int
+    audio_level_id: int
+    owner: object
+    packets: int
+    bytes: int
+    rtx_packets: int
+    keyframes: int
+    duplicates: int
+    last_packet_ms: int
+    last_keyframe_ms: int
+    nack_requested: int
+    nack_recovered: int
+    closed: bool
+    def __init__(
+        self,
+        transport: PlaneTransport,
+        *,
+        ssrc: int,
+        payload_type: int,
+        codec: int,
+        clock_rate: int,
+        rtx_ssrc: int = 0,
+        rtx_payload_type: int = 0,
+        audio_level_id: int = 0,
+        cache_size: int = 0,
+        owner: object = None,
+    ) -> None: ...
+    @property
+    def consumers(self) -> list[PlaneConsumer]: ...
+    def add_consumer(self, consumer: PlaneConsumer) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def highest_sequence(self) -> int: ...
+    @property
+    def jitter(self) -> int: ...
+    def report(self) -> tuple[int, int, int, int]:
+        """(fraction_lost, cumulative_lost, extended_highest_seq, jitter) since the last call."""
+    def take_nacks(self) -> list[int]:
+        """Sequence numbers to NACK now."""
+    def take_audio_levels(self) -> tuple[int, int, int]:
+        """(packets, mean level in -dBov, voice packets) since the last call."""
+
+class PlaneTransport:
+    """The data-plane side of one transport: remote address, SRTP sessions, inbound streams."""
+
+    owner: Any
+    remote_address: tuple[str, int] | None
+    rtp_packets_in: int
+    rtp_bytes_in: int
+    rtcp_packets_in: int
+    packets_out: int
+    bytes_out: int
+    unknown_ssrc: int
+    unprotect_errors: int
+    srtp: bool
+    closed: bool
+    def __init__(self, plane: WorkerPlane, owner: object = None, *, srtp: bool = True) -> None: ...
+    def set_srtp(self, inbound: SrtpSession, outbound: SrtpSession) -> None: ...
+    @property
+    def streams(self) -> list[PlaneStream]: ...
+    @property
+    def ready(self) -> bool: ...
+    def add_stream(self, stream: PlaneStream) -> None: ...
+    def set_remote_address(self, address: tuple[str, int]) -> None: ...
+    def send_rtcp(self, packet: bytes) -> bool: ...
+    def send_raw(self, data: bytes) -> bool: ...
+    def close(self) -> None: ...
+
+class WorkerPlane:
+    """One worker's data plane: its UDP socket, the address table and the forwarding loop.
+
+    ``handler`` gets on_stun(data, addr), on_dtls(transport, data), on_rtcp(transport, data) and
+    on_unknown_ssrc(transport, ssrc, payload_type, packet)."""
+
+    socket: UdpBatchSocket
+    received: int
+    forwarded: int
+    send_errors: int
+    handler_errors: int
+    def __init__(self, sock: UdpBatchSocket, handler: object) -> None: ...
+    @property
+    def transports(self) -> int: ...
+    @property
+    def dropped(self) -> dict[str, int]: ...
+    def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
+    def stop(self) -> None: ...
+    def feed(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Process one datagram as if it had arrived from addr (tests, fuzzing)."""

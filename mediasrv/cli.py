@@ -11,11 +11,10 @@ import sys
 from collections.abc import Sequence
 
 import uvloop
-from aiohttp import web
 
 from mediasrv import __version__
-from mediasrv.config import DEFAULT_CONFIG, ServerConfig
-from mediasrv.http_app import create_app
+from mediasrv.config import DEFAULT_CONFIG, MediaConfig, ServerConfig
+from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("mediasrv")
 
@@ -27,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--host", default=DEFAULT_CONFIG.host, help="address to bind (HTTP)")
     serve.add_argument("--port", type=int, default=DEFAULT_CONFIG.port, help="port (0: any free)")
+    serve.add_argument("--rtc-port", type=int, default=0, help="UDP media port (0: any free)")
+    serve.add_argument("--announced-ip", default=None, help="address put in ICE candidates")
+    serve.add_argument(
+        "--token",
+        action="append",
+        default=None,
+        help="accepted signaling token (repeatable; none: any token, with a warning)",
+    )
     return parser
 
 
@@ -36,19 +43,27 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    server = MediaServer(config)
+    await server.start()
+    assert server.http_address is not None
+    host, port = server.http_address
+    ports = ", ".join(f"udp {w.config.listen_ip}:{w.port}" for w in server.workers)
     if not config.is_loopback:
         log.warning("listening on a non-loopback address %s: put it behind TLS", host)
-    print(f"mediasrv {__version__} listening on http://{host}:{port}", flush=True)
+    print(f"mediasrv {__version__} listening on http://{host}:{port} (media {ports})", flush=True)
+    print(f"browser client SDK: http://{host}:{port}/client/mediasrv-client.js", flush=True)
     try:
         await stop.wait()
     finally:
         print("mediasrv stopping", flush=True)
-        await runner.cleanup()
+        await server.close()
+
+
+def _listen_ip(host: str) -> str:
+    """Media binds where HTTP does; a host name binds media on the loopback address."""
+    if host in ("localhost", ""):
+        return "127.0.0.1"
+    return host
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         try:
-            config = ServerConfig(host=args.host, port=args.port)
+            media = MediaConfig(
+                listen_ip=_listen_ip(args.host),
+                rtc_port=args.rtc_port,
+                announced_ip=args.announced_ip,
+            )
+            tokens = frozenset(args.token) if args.token else None
+            config = ServerConfig(host=args.host, port=args.port, media=media, tokens=tokens)
         except ValueError as exc:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2

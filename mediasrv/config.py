@@ -3,15 +3,52 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """The media side: the workers' UDP port, the address announced in ICE candidates, limits."""
+
+    listen_ip: str = "127.0.0.1"
+    announced_ip: str | None = None  # defaults to listen_ip
+    rtc_port: int = 0  # UDP port of the first worker (0: any free port)
+    workers: int = 1
+    max_incoming_bitrate: int = 3_000_000  # REMB sent to publishers, bit/s
+    ice_timeout: float = 30.0
+    consent_timeout: float = 30.0
+    max_peers_per_room: int = 50
+    max_rooms: int = 1000
+    max_producers_per_peer: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rtc_port <= 65535:
+            raise ValueError(f"media.rtc_port: {self.rtc_port} is outside 0..65535")
+        if self.workers < 1:
+            raise ValueError("media.workers: must be at least 1")
+        if self.max_incoming_bitrate < 30_000:
+            raise ValueError("media.max_incoming_bitrate: must be at least 30000 bit/s")
+        try:
+            ipaddress.ip_address(self.listen_ip)
+        except ValueError:
+            raise ValueError(f"media.listen_ip: {self.listen_ip!r} is not an IP address") from None
+
+    @property
+    def announced(self) -> str:
+        return self.announced_ip or self.listen_ip
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where the HTTP server (signaling, client SDK, HTTP API) listens."""
+    """Where the HTTP server (signaling, client SDK, HTTP API) listens, and the media config."""
 
     host: str = "127.0.0.1"
     port: int = 8080
+    media: MediaConfig = field(default_factory=MediaConfig)
+    # accepted signaling tokens; None: any token is accepted (development default, with a warning)
+    tokens: frozenset[str] | None = None
+    max_message_size: int = 256 * 1024  # WebSocket messages
+    max_requests_per_second: float = 50.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -1,0 +1,931 @@
+# The worker's data plane: one UDP socket shared by every transport of a worker.
+#
+# recvmmsg batch -> demultiplex by first byte (RFC 7983) -> STUN and DTLS up to Python,
+# RTP/RTCP by remote address to a PlaneTransport (an address that has not passed ICE is dropped
+# and counted) -> SRTCP unprotect and up to Python, or SRTP unprotect -> RTP parse -> PlaneStream
+# by SSRC (RTX unwrapped, padding-only RTX dropped) -> receive statistics, NACK list, packet
+# cache, keyframe and audio-level detection -> for each PlaneConsumer: rewrite SSRC, sequence
+# number, timestamp, payload type and extension ids, SRTP protect -> sendmmsg batch.
+#
+# Python is called per event (STUN, DTLS, RTCP, an unknown SSRC), never per forwarded packet.
+
+from cpython.ref cimport PyObject
+from libc.string cimport memcmp, memmove
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+cdef enum:
+    PLANE_TABLE_INITIAL = 256
+    PLANE_NACK_MAX = 256          # missing packets tracked per stream
+    PLANE_NACK_MAX_GAP = 512      # a larger jump is a restart, not loss
+    PLANE_NACK_RETRIES = 8
+    PLANE_NACK_INTERVAL_MS = 60   # between two NACKs for the same packet
+
+cpdef enum PlaneCodec:
+    CODEC_OPUS = 1
+    CODEC_VP8 = 2
+    CODEC_H264 = 3
+    CODEC_VP9 = 4
+    CODEC_OTHER = 5
+
+PLANE_DROP_REASONS = (
+    "not_ice", "unknown_type", "too_short", "unprotect", "rtcp_unprotect", "parse",
+    "unknown_ssrc", "rtx_padding", "rtx_malformed",
+)
+
+
+cdef inline uint64_t plane_now_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
+
+
+cdef uint64_t plane_address_key(const sockaddr_storage* addr) noexcept nogil:
+    """A non-zero 64-bit key of an IPv4 or IPv6 address and port."""
+    cdef const sockaddr_in* sin
+    cdef const sockaddr_in6* sin6
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef int i
+    if addr.ss_family == AF_INET:
+        sin = <const sockaddr_in*>addr
+        return (1ULL << 63) | (<uint64_t>sin.sin_addr.s_addr << 16) | sin.sin_port
+    if addr.ss_family == AF_INET6:
+        sin6 = <const sockaddr_in6*>addr
+        for i in range(16):
+            h = (h ^ sin6.sin6_addr.s6_addr[i]) * 1099511628211ULL
+        h = (h ^ sin6.sin6_port) * 1099511628211ULL
+        return (h & ~(1ULL << 63)) | 1
+    return 0
+
+
+cdef bint plane_same_address(const sockaddr_storage* a, const sockaddr_storage* b) noexcept nogil:
+    if a.ss_family != b.ss_family:
+        return False
+    if a.ss_family == AF_INET:
+        return (<const sockaddr_in*>a).sin_port == (<const sockaddr_in*>b).sin_port and \
+            (<const sockaddr_in*>a).sin_addr.s_addr == (<const sockaddr_in*>b).sin_addr.s_addr
+    return (<const sockaddr_in6*>a).sin6_port == (<const sockaddr_in6*>b).sin6_port and \
+        memcmp(&(<const sockaddr_in6*>a).sin6_addr, &(<const sockaddr_in6*>b).sin6_addr, 16) == 0
+
+
+cdef class PlaneConsumer:
+    """One subscriber's copy of one PlaneStream: the rewrite applied and where it goes."""
+
+    cdef readonly PlaneTransport transport
+    cdef readonly PlaneStream stream
+    cdef readonly uint32_t ssrc
+    cdef readonly uint8_t payload_type
+    cdef readonly uint32_t rtx_ssrc
+    cdef readonly uint8_t rtx_payload_type      # 0: no RTX, retransmit the packet as it was
+    cdef uint8_t _ext_map[256]
+    cdef bint _remap
+    cdef readonly bint paused
+    cdef readonly bint waiting_keyframe
+    cdef bint _synced
+    cdef uint16_t _seq_offset
+    cdef uint32_t _ts_offset
+    cdef uint16_t _sync_in_seq
+    cdef bint _sent_any
+    cdef readonly uint16_t last_sequence_number
+    cdef readonly uint32_t last_timestamp
+    cdef uint64_t _last_sent_ms
+    cdef uint16_t _rtx_seq
+    cdef readonly uint64_t packets
+    cdef readonly uint64_t bytes
+    cdef readonly uint64_t retransmitted
+    cdef readonly uint64_t retransmit_missing
+    cdef readonly uint64_t dropped_paused
+    cdef readonly uint64_t protect_errors
+    cdef readonly bint closed
+
+    def __init__(self, PlaneTransport transport not None, PlaneStream stream not None, *,
+                 ssrc, int payload_type, rtx_ssrc=0, int rtx_payload_type=0,
+                 dict extension_map=None, bint paused=False):
+        if not 0 <= payload_type <= 127 or not 0 <= rtx_payload_type <= 127:
+            raise ValueError("payload types must be in 0..127")
+        self.transport = transport
+        self.stream = stream
+        self.ssrc = _u32(ssrc, "SSRC")
+        self.payload_type = payload_type
+        self.rtx_ssrc = _u32(rtx_ssrc, "RTX SSRC")
+        self.rtx_payload_type = rtx_payload_type
+        self._rtx_seq = <uint16_t>(self.ssrc & 0x7FFF)
+        self.set_extension_map(extension_map or {})
+        self.paused = paused
+        self.waiting_keyframe = stream.kind_video
+        self._synced = False
+        self._sent_any = False
+
+    def set_extension_map(self, dict mapping not None) -> None:
+        """Producer extension id -> this consumer's id; ids not in the map are removed."""
+        cdef int i
+        memset(self._ext_map, 0, 256)
+        for key, value in mapping.items():
+            if not 1 <= key <= 255 or not 0 <= value <= 14:
+                raise ValueError(f"extension id mapping {key} -> {value} is out of range")
+            self._ext_map[key] = value
+        self._remap = True
+
+    @property
+    def sequence_offset(self) -> int:
+        return self._seq_offset
+
+    @property
+    def timestamp_offset(self) -> int:
+        return self._ts_offset
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        """Forward again from the next keyframe (video) or the next packet (audio)."""
+        if self.paused:
+            self.paused = False
+            self._synced = False
+            self.waiting_keyframe = self.stream.kind_video
+
+    def request_sync(self) -> None:
+        """Start over at the next keyframe, keeping sequence numbers continuous."""
+        self._synced = False
+        self.waiting_keyframe = self.stream.kind_video
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stream._remove(self)
+
+    cdef inline bint _accept(self, const RtpHeader* h, bint keyframe) noexcept:
+        """Whether this packet goes out; resynchronises offsets at a (key)frame start."""
+        cdef uint64_t now
+        cdef uint32_t advance
+        if self.paused:
+            self.dropped_paused += 1
+            return False
+        if not self._synced:
+            if self.waiting_keyframe and not keyframe:
+                return False
+            self.waiting_keyframe = False
+            self._synced = True
+            self._sync_in_seq = h.sequence_number
+            if self._sent_any:
+                now = plane_now_ms()
+                advance = <uint32_t>((now - self._last_sent_ms) * self.stream.clock_rate // 1000)
+                if advance == 0:
+                    advance = 1
+                self._seq_offset = <uint16_t>(self.last_sequence_number + 1 - h.sequence_number)
+                self._ts_offset = self.last_timestamp + advance - h.timestamp
+            return True
+        # older than the sync point: the subscriber never saw the run it belongs to
+        return <int16_t>(h.sequence_number - self._sync_in_seq) >= 0
+
+    cdef int _write(self, uint8_t* out, int length, RtpHeader* oh) noexcept:
+        """Rewrite a copy in out (parsed into oh) and protect it: the new length, or -1."""
+        cdef uint16_t seq = <uint16_t>(oh.sequence_number + self._seq_offset)
+        cdef uint32_t ts = oh.timestamp + self._ts_offset
+        rtp_set_ssrc(out, oh, self.ssrc)
+        rtp_set_sequence_number(out, oh, seq)
+        rtp_set_timestamp(out, oh, ts)
+        rtp_set_payload_type(out, oh, self.payload_type)
+        if self._remap and oh.element_count:
+            rtp_remap_extension_ids(out, oh, self._ext_map)
+        if <int16_t>(seq - self.last_sequence_number) > 0 or not self._sent_any:
+            self.last_sequence_number = seq
+            self.last_timestamp = ts
+            self._last_sent_ms = plane_now_ms()
+            self._sent_any = True
+        if self.transport._outbound is None or self.transport._outbound.protect_rtp_c(out, &length) != 0:
+            self.protect_errors += 1
+            return -1
+        return length
+
+    def retransmit(self, sequence_numbers) -> int:
+        """Answer a NACK: resend these outbound sequence numbers from the cache (as RTX when
+        negotiated). Returns how many went out; missing ones are counted."""
+        cdef PlaneStream stream = self.stream
+        cdef WorkerPlane plane = self.transport._plane
+        cdef int sent = 0
+        cdef uint16_t in_seq
+        cdef int length
+        cdef uint64_t stored_at
+        cdef const uint8_t* cached
+        cdef uint8_t* out
+        cdef RtpHeader oh
+        cdef int slot
+        cdef int po
+        cdef int plen
+        if self.closed or plane is None or stream._cache is None or not self._synced \
+                or self.transport._outbound is None:
+            return 0
+        for value in sequence_numbers:
+            in_seq = <uint16_t>((<int>value) - self._seq_offset)
+            if <int16_t>(in_seq - self._sync_in_seq) < 0:
+                self.retransmit_missing += 1
+                continue
+            cached = stream._cache.get_c(in_seq, &length, &stored_at)
+            if cached == NULL:
+                self.retransmit_missing += 1
+                continue
+            slot = plane._out.count
+            out = plane._out.data[slot]
+            if self.rtx_payload_type:
+                if rtp_parse(cached, length, &oh) != 0:
+                    continue
+                po = <int>oh.payload_offset
+                plen = <int>oh.payload_length
+                memcpy(out, cached, po)
+                out[0] &= 0xDF                       # no padding in the RTX packet
+                store16(out + po, <uint16_t>(in_seq + self._seq_offset))
+                memcpy(out + po + 2, cached + po, plen)
+                length = po + 2 + plen
+                if rtp_parse(out, length, &oh) != 0:
+                    continue
+                rtp_set_ssrc(out, &oh, self.rtx_ssrc)
+                rtp_set_sequence_number(out, &oh, self._rtx_seq)
+                self._rtx_seq += 1
+                rtp_set_timestamp(out, &oh, oh.timestamp + self._ts_offset)
+                rtp_set_payload_type(out, &oh, self.rtx_payload_type)
+                if self._remap and oh.element_count:
+                    rtp_remap_extension_ids(out, &oh, self._ext_map)
+                if self.transport._outbound.protect_rtp_c(out, &length) != 0:
+                    self.protect_errors += 1
+                    continue
+            else:
+                memcpy(out, cached, length)
+                if rtp_parse(out, length, &oh) != 0:
+                    continue
+                rtp_set_ssrc(out, &oh, self.ssrc)
+                rtp_set_sequence_number(out, &oh, <uint16_t>(in_seq + self._seq_offset))
+                rtp_set_timestamp(out, &oh, oh.timestamp + self._ts_offset)
+                rtp_set_payload_type(out, &oh, self.payload_type)
+                if self._remap and oh.element_count:
+                    rtp_remap_extension_ids(out, &oh, self._ext_map)
+                if self.transport._outbound.protect_rtp_c(out, &length) != 0:
+                    self.protect_errors += 1
+                    continue
+            plane._queue(slot, length, self.transport)
+            sent += 1
+            self.retransmitted += 1
+        plane._flush()
+        return sent
+
+
+cdef class PlaneStream:
+    """One inbound RTP stream (one SSRC) of a producer, with its consumers."""
+
+    cdef readonly PlaneTransport transport
+    cdef readonly uint32_t ssrc
+    cdef readonly uint32_t rtx_ssrc
+    cdef readonly uint8_t payload_type
+    cdef readonly uint8_t rtx_payload_type
+    cdef readonly int codec
+    cdef readonly bint kind_video
+    cdef readonly uint32_t clock_rate
+    cdef readonly uint8_t audio_level_id
+    cdef PacketCache _cache
+    cdef list _consumers
+    cdef readonly object owner
+    # receive statistics (RFC 3550 A.1, A.3, A.8)
+    cdef bint _started
+    cdef int64_t _highest            # extended highest sequence number
+    cdef int64_t _base
+    cdef readonly uint64_t packets
+    cdef readonly uint64_t bytes
+    cdef readonly uint64_t rtx_packets
+    cdef readonly uint64_t keyframes
+    cdef readonly uint64_t duplicates
+    cdef uint64_t _expected_prior
+    cdef uint64_t _received_prior
+    cdef double _jitter
+    cdef int64_t _last_transit
+    cdef bint _have_transit
+    cdef readonly uint64_t last_packet_ms
+    cdef readonly uint64_t last_keyframe_ms
+    # NACK list: extended sequence numbers still missing
+    cdef int64_t _missing[PLANE_NACK_MAX]
+    cdef uint64_t _missing_sent_ms[PLANE_NACK_MAX]
+    cdef uint8_t _missing_tries[PLANE_NACK_MAX]
+    cdef int _missing_count
+    cdef readonly uint64_t nack_requested
+    cdef readonly uint64_t nack_recovered
+    # audio levels since the last take_audio_levels()
+    cdef uint64_t _level_sum
+    cdef uint32_t _level_count
+    cdef uint32_t _voice_count
+    cdef readonly bint closed
+
+    def __init__(self, PlaneTransport transport not None, *, ssrc, int payload_type, int codec,
+                 int clock_rate, rtx_ssrc=0, int rtx_payload_type=0, int audio_level_id=0,
+                 int cache_size=0, object owner=None):
+        if clock_rate <= 0:
+            raise ValueError("clock rate must be positive")
+        if codec not in (CODEC_OPUS, CODEC_VP8, CODEC_H264, CODEC_VP9, CODEC_OTHER):
+            raise ValueError(f"unknown codec {codec}")
+        if not 0 <= audio_level_id <= 255:
+            raise ValueError("audio level extension id must be in 0..255")
+        self.transport = transport
+        self.ssrc = _u32(ssrc, "SSRC")
+        self.rtx_ssrc = _u32(rtx_ssrc, "RTX SSRC")
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self.codec = codec
+        self.kind_video = codec in (CODEC_VP8, CODEC_H264, CODEC_VP9)
+        self.clock_rate = clock_rate
+        self.audio_level_id = audio_level_id
+        self._cache = PacketCache(cache_size) if cache_size > 0 else None
+        self._consumers = []
+        self.owner = owner
+
+    @property
+    def consumers(self) -> list:
+        return list(self._consumers)
+
+    def add_consumer(self, PlaneConsumer consumer not None) -> None:
+        if consumer.stream is not self:
+            raise ValueError("the consumer belongs to another stream")
+        if consumer not in self._consumers:
+            self._consumers.append(consumer)
+
+    cdef void _remove(self, PlaneConsumer consumer):
+        if consumer in self._consumers:
+            self._consumers.remove(consumer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for consumer in list(self._consumers):
+                consumer.close()
+            self.transport._remove_stream(self)
+
+    @property
+    def highest_sequence(self) -> int:
+        return self._highest
+
+    @property
+    def jitter(self) -> int:
+        """Interarrival jitter in timestamp units."""
+        return <uint32_t>self._jitter
+
+    def report(self) -> tuple:
+        """(fraction_lost, cumulative_lost, extended_highest_seq, jitter) for a report block,
+        counted since the previous call (RFC 3550 A.3)."""
+        if not self._started:
+            return (0, 0, 0, 0)
+        cdef int64_t expected = self._highest - self._base + 1
+        cdef int64_t lost = expected - <int64_t>self.packets
+        cdef int64_t expected_interval = expected - <int64_t>self._expected_prior
+        cdef int64_t received = <int64_t>self.packets
+        cdef int64_t received_interval = received - <int64_t>self._received_prior
+        cdef int64_t lost_interval = expected_interval - received_interval
+        self._expected_prior = expected
+        self._received_prior = received
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = (lost_interval << 8) // expected_interval
+        lost = max(min(lost, 0x7FFFFF), -0x800000)
+        return (min(fraction, 255), lost, self._highest & 0xFFFFFFFF, <uint32_t>self._jitter)
+
+    def take_nacks(self) -> list:
+        """Sequence numbers to NACK now (each at most PLANE_NACK_RETRIES times, spaced)."""
+        cdef uint64_t now = plane_now_ms()
+        cdef int i
+        cdef int kept = 0
+        result = []
+        for i in range(self._missing_count):
+            if self._missing_tries[i] >= PLANE_NACK_RETRIES \
+                    or self._missing[i] < self._highest - 2 * PLANE_NACK_MAX_GAP:
+                continue
+            if now - self._missing_sent_ms[i] >= PLANE_NACK_INTERVAL_MS \
+                    or self._missing_tries[i] == 0:
+                result.append(<uint16_t>(self._missing[i] & 0xFFFF))
+                self._missing_tries[i] += 1
+                self._missing_sent_ms[i] = now
+            self._missing[kept] = self._missing[i]
+            self._missing_tries[kept] = self._missing_tries[i]
+            self._missing_sent_ms[kept] = self._missing_sent_ms[i]
+            kept += 1
+        self._missing_count = kept
+        self.nack_requested += len(result)
+        return result
+
+    def take_audio_levels(self) -> tuple:
+        """(packets, mean level in -dBov 0..127, packets flagged as voice) since the last call."""
+        cdef uint32_t count = self._level_count
+        mean = 127 if count == 0 else <int>(self._level_sum // count)
+        result = (count, mean, self._voice_count)
+        self._level_sum = 0
+        self._level_count = 0
+        self._voice_count = 0
+        return result
+
+    cdef inline void _note_missing(self, int64_t first, int64_t stop) noexcept:
+        cdef int64_t s
+        for s in range(first, stop):
+            if self._missing_count == PLANE_NACK_MAX:
+                # keep the newest: drop the oldest entry
+                memmove(&self._missing[0], &self._missing[1], (PLANE_NACK_MAX - 1) * sizeof(int64_t))
+                memmove(&self._missing_sent_ms[0], &self._missing_sent_ms[1],
+                        (PLANE_NACK_MAX - 1) * sizeof(uint64_t))
+                memmove(&self._missing_tries[0], &self._missing_tries[1], PLANE_NACK_MAX - 1)
+                self._missing_count -= 1
+            self._missing[self._missing_count] = s
+            self._missing_sent_ms[self._missing_count] = 0
+            self._missing_tries[self._missing_count] = 0
+            self._missing_count += 1
+
+    cdef inline bint _recovered(self, int64_t ext) noexcept:
+        cdef int i
+        for i in range(self._missing_count):
+            if self._missing[i] == ext:
+                self._missing_count -= 1
+                self._missing[i] = self._missing[self._missing_count]
+                self._missing_tries[i] = self._missing_tries[self._missing_count]
+                self._missing_sent_ms[i] = self._missing_sent_ms[self._missing_count]
+                self.nack_recovered += 1
+                return True
+        return False
+
+    cdef void _receive(self, WorkerPlane plane, uint8_t* buf, int length, RtpHeader* h,
+                       uint64_t now, bint repaired) noexcept:
+        cdef int64_t ext
+        cdef int64_t transit
+        cdef int64_t d
+        cdef bint keyframe = False
+        cdef Vp8Descriptor vp8
+        cdef const uint8_t* payload = buf + h.payload_offset
+        cdef bint voice
+        cdef uint8_t level
+        cdef PlaneConsumer consumer
+        cdef int slot
+        cdef int out_len
+        cdef RtpHeader oh
+        cdef uint64_t stored_at
+        # sequence tracking
+        if not self._started:
+            self._started = True
+            ext = 0x10000 + h.sequence_number
+            self._base = ext
+            self._highest = ext
+        else:
+            ext = extend_sequence(self._highest, h.sequence_number)
+            if ext > self._highest:
+                if 1 < ext - self._highest <= PLANE_NACK_MAX_GAP:
+                    self._note_missing(self._highest + 1, ext)
+                elif ext - self._highest > PLANE_NACK_MAX_GAP:
+                    self._missing_count = 0
+                self._highest = ext
+            elif ext == self._highest or (not self._recovered(ext) and self._cache is not None
+                                          and self._cache.get_c(h.sequence_number, &out_len,
+                                                                &stored_at) != NULL):
+                self.duplicates += 1
+                return
+        self.packets += 1
+        self.bytes += length
+        if repaired:
+            self.rtx_packets += 1
+        else:
+            # interarrival jitter in timestamp units (RFC 3550 A.8)
+            transit = <int64_t>(now * self.clock_rate // 1000) - <int64_t>h.timestamp
+            if self._have_transit:
+                d = transit - self._last_transit
+                if d < 0:
+                    d = -d
+                if d < <int64_t>self.clock_rate * 10:
+                    self._jitter += (<double>d - self._jitter) / 16.0
+            self._last_transit = transit
+            self._have_transit = True
+        self.last_packet_ms = now
+        if self._cache is not None:
+            self._cache.put_c(h.sequence_number, buf, length, now)
+        if self.kind_video and h.payload_length > 0:
+            if self.codec == CODEC_VP8:
+                if vp8_parse(payload, h.payload_length, &vp8) == 0:
+                    keyframe = vp8.keyframe
+            elif self.codec == CODEC_H264:
+                keyframe = h264_is_keyframe(payload, h.payload_length) == 1
+            elif self.codec == CODEC_VP9:
+                # VP9 descriptor: P bit clear on the first packet (B) of a picture
+                keyframe = (payload[0] & 0x40) == 0 and (payload[0] & 0x08) != 0
+            if keyframe:
+                self.keyframes += 1
+                self.last_keyframe_ms = now
+        elif self.audio_level_id:
+            if rtp_read_audio_level(buf, h, self.audio_level_id, &voice, &level) == 1:
+                self._level_sum += level
+                self._level_count += 1
+                if voice:
+                    self._voice_count += 1
+        for consumer in self._consumers:
+            if not consumer._accept(h, keyframe):
+                continue
+            slot = plane._out.count
+            memcpy(plane._out.data[slot], buf, length)
+            oh = h[0]
+            out_len = consumer._write(plane._out.data[slot], length, &oh)
+            if out_len < 0:
+                continue
+            consumer.packets += 1
+            consumer.bytes += out_len
+            plane._queue(slot, out_len, consumer.transport)
+
+
+cdef class PlaneTransport:
+    """The data plane side of one WebRtcTransport or PlainRtpTransport: its remote address once
+    ICE has passed, its SRTP sessions and its inbound streams."""
+
+    cdef WorkerPlane _plane
+    cdef readonly object owner
+    cdef SrtpSession _inbound
+    cdef SrtpSession _outbound
+    cdef sockaddr_storage _addr
+    cdef socklen_t _addrlen
+    cdef uint64_t _key
+    cdef readonly object remote_address
+    cdef list _streams
+    cdef readonly uint64_t rtp_packets_in
+    cdef readonly uint64_t rtp_bytes_in
+    cdef readonly uint64_t rtcp_packets_in
+    cdef readonly uint64_t packets_out
+    cdef readonly uint64_t bytes_out
+    cdef readonly uint64_t unknown_ssrc
+    cdef readonly uint64_t unprotect_errors
+    cdef readonly bint srtp
+    cdef readonly bint closed
+    cdef uint32_t _last_unknown_ssrc
+    cdef uint64_t _last_unknown_ms
+
+    def __init__(self, WorkerPlane plane not None, object owner=None, *, bint srtp=True):
+        self._plane = plane
+        self.owner = owner
+        self._streams = []
+        self.srtp = srtp
+
+    def set_srtp(self, SrtpSession inbound not None, SrtpSession outbound not None) -> None:
+        """Install the sessions made from the DTLS keying material."""
+        self._inbound = inbound
+        self._outbound = outbound
+
+    @property
+    def streams(self) -> list:
+        return list(self._streams)
+
+    @property
+    def ready(self) -> bool:
+        return not self.closed and (not self.srtp or self._outbound is not None)
+
+    def add_stream(self, PlaneStream stream not None) -> None:
+        if stream.transport is not self:
+            raise ValueError("the stream belongs to another transport")
+        for other in self._streams:
+            if (<PlaneStream>other).ssrc == stream.ssrc:
+                raise ValueError(f"SSRC {stream.ssrc} already has a stream on this transport")
+        self._streams.append(stream)
+
+    cdef void _remove_stream(self, PlaneStream stream):
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    def set_remote_address(self, tuple address not None) -> None:
+        """Bind this transport to a remote (host, port): its datagrams now reach it."""
+        self._plane._bind(self, address)
+
+    def send_rtcp(self, bytes packet not None) -> bool:
+        """Protect (when SRTP) and send one RTCP compound; False when not ready or refused."""
+        cdef WorkerPlane plane = self._plane
+        cdef int slot
+        cdef int length = len(packet)
+        if self.closed or self.remote_address is None or length > UDP_RECV_MAX:
+            return False
+        if self.srtp and self._outbound is None:
+            return False
+        slot = plane._out.count
+        memcpy(plane._out.data[slot], PyBytes_AS_STRING(packet), length)
+        if self.srtp and self._outbound.protect_rtcp_c(plane._out.data[slot], &length) != 0:
+            return False
+        plane._queue(slot, length, self)
+        plane._flush()
+        return True
+
+    def send_raw(self, bytes data not None) -> bool:
+        """Send a datagram as it is (STUN, DTLS) to the bound remote address."""
+        if self.closed or self.remote_address is None:
+            return False
+        return self._plane._sock.sendto(data, self.remote_address) == len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for stream in list(self._streams):
+                stream.close()
+            self._plane._unbind(self)
+            self._inbound = None
+            self._outbound = None
+
+    cdef PlaneStream _find(self, uint32_t ssrc, bint* rtx) noexcept:
+        cdef PlaneStream stream
+        for stream in self._streams:
+            if stream.ssrc == ssrc:
+                rtx[0] = False
+                return stream
+            if stream.rtx_ssrc == ssrc and stream.rtx_ssrc != 0:
+                rtx[0] = True
+                return stream
+        return None
+
+
+cdef class WorkerPlane:
+    """The data plane of one worker: one UDP socket, the address table and the forwarding loop."""
+
+    cdef readonly UdpBatchSocket socket
+    cdef UdpBatchSocket _sock
+    cdef object _handler
+    cdef object _loop
+    cdef DatagramBatch* _in
+    cdef DatagramBatch* _out
+    # open-addressing table: address key -> PlaneTransport (borrowed; _by_key owns them)
+    cdef uint64_t* _keys
+    cdef PyObject** _values
+    cdef int _capacity
+    cdef int _used
+    cdef dict _by_key
+    cdef readonly uint64_t received
+    cdef readonly uint64_t forwarded
+    cdef readonly uint64_t send_errors
+    cdef readonly uint64_t handler_errors
+    cdef uint64_t _drops[9]
+
+    def __cinit__(self):
+        self._in = <DatagramBatch*>PyMem_Malloc(sizeof(DatagramBatch))
+        self._out = <DatagramBatch*>PyMem_Malloc(sizeof(DatagramBatch))
+        self._keys = NULL
+        self._values = NULL
+        if self._in == NULL or self._out == NULL:
+            raise MemoryError()
+        self._out.count = 0
+        self._alloc_table(PLANE_TABLE_INITIAL)
+
+    def __init__(self, UdpBatchSocket sock not None, object handler not None):
+        """handler gets: on_stun(data, addr), on_dtls(transport, data), on_rtcp(transport,
+        data), on_unknown_ssrc(transport, ssrc, payload_type, packet)."""
+        self.socket = sock
+        self._sock = sock
+        self._handler = handler
+        self._by_key = {}
+
+    def __dealloc__(self):
+        PyMem_Free(self._in)
+        PyMem_Free(self._out)
+        PyMem_Free(self._keys)
+        PyMem_Free(self._values)
+
+    cdef int _alloc_table(self, int capacity) except -1:
+        cdef uint64_t* keys = <uint64_t*>PyMem_Calloc(capacity, sizeof(uint64_t))
+        cdef PyObject** values = <PyObject**>PyMem_Calloc(capacity, sizeof(PyObject*))
+        if keys == NULL or values == NULL:
+            PyMem_Free(keys)
+            PyMem_Free(values)
+            raise MemoryError()
+        PyMem_Free(self._keys)
+        PyMem_Free(self._values)
+        self._keys = keys
+        self._values = values
+        self._capacity = capacity
+        self._used = 0
+        return 0
+
+    cdef int _table_rebuild(self, int capacity) except -1:
+        cdef PlaneTransport t
+        self._alloc_table(capacity)
+        for key, t in self._by_key.items():
+            self._table_put(key, t)
+        return 0
+
+    cdef void _table_put(self, uint64_t key, PlaneTransport t) noexcept:
+        cdef int i = <int>(key * 11400714819323198485ULL >> 40) & (self._capacity - 1)
+        while self._keys[i] != 0 and self._keys[i] != key:
+            i = (i + 1) & (self._capacity - 1)
+        if self._keys[i] == 0:
+            self._used += 1
+        self._keys[i] = key
+        self._values[i] = <PyObject*>t
+
+    cdef PlaneTransport _lookup(self, const sockaddr_storage* addr):
+        cdef uint64_t key = plane_address_key(addr)
+        cdef int i
+        cdef PlaneTransport t
+        if key == 0:
+            return None
+        i = <int>(key * 11400714819323198485ULL >> 40) & (self._capacity - 1)
+        while self._keys[i] != 0:
+            if self._keys[i] == key and self._values[i] != NULL:
+                t = <PlaneTransport>self._values[i]
+                if plane_same_address(&t._addr, addr):
+                    return t
+                return None
+            i = (i + 1) & (self._capacity - 1)
+        return None
+
+    cdef int _bind(self, PlaneTransport t, tuple address) except -1:
+        cdef sockaddr_storage addr
+        cdef socklen_t addrlen
+        if t.closed:
+            raise ValueError("the transport is closed")
+        tuple_to_sockaddr(address, self._sock._family, &addr, &addrlen)
+        cdef uint64_t key = plane_address_key(&addr)
+        other = self._by_key.get(key)
+        if other is not None and other is not t:
+            # the address moved to another transport (a peer reconnected): the newest wins
+            self._unbind(<PlaneTransport>other)
+        if t._key != 0 and t._key != key:
+            self._unbind(t)
+        t._addr = addr
+        t._addrlen = addrlen
+        t._key = key
+        t.remote_address = address
+        self._by_key[key] = t
+        if (self._used + 1) * 2 > self._capacity:
+            self._table_rebuild(self._capacity * 2)
+        else:
+            self._table_put(key, t)
+        return 0
+
+    cdef int _unbind(self, PlaneTransport t) except -1:
+        if t._key == 0 or self._by_key.get(t._key) is not t:
+            return 0
+        del self._by_key[t._key]
+        t._key = 0
+        self._table_rebuild(self._capacity)
+        return 0
+
+    @property
+    def transports(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def dropped(self) -> dict:
+        """Datagrams dropped in the data plane, by reason."""
+        return {name: self._drops[i] for i, name in enumerate(PLANE_DROP_REASONS)}
+
+    def start(self, loop) -> None:
+        self._loop = loop
+        loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            if not self._sock.closed:
+                self._loop.remove_reader(self._sock.fileno())
+            self._loop = None
+
+    def _on_readable(self) -> None:
+        cdef int rounds
+        cdef int count
+        for rounds in range(UDP_BATCHES_PER_WAKEUP):
+            count = self._sock.recv_c(self._in)
+            if count <= 0:
+                break
+            self.process_batch(count)
+
+    def feed(self, bytes data not None, tuple addr not None) -> None:
+        """Process one datagram as if it had arrived from addr (tests, fuzzing)."""
+        if len(data) > UDP_RECV_MAX:
+            self._sock.truncated += 1
+            return
+        memcpy(self._in.data[0], PyBytes_AS_STRING(data), len(data))
+        self._in.lengths[0] = len(data)
+        tuple_to_sockaddr(addr, self._sock._family, &self._in.addrs[0], &self._in.addrlens[0])
+        self._in.count = 1
+        self.process_batch(1)
+
+    cdef void process_batch(self, int count):
+        cdef int i
+        cdef uint64_t now = plane_now_ms()
+        self.received += count
+        for i in range(count):
+            self._dispatch(self._in.data[i], self._in.lengths[i], &self._in.addrs[i], now)
+        self._flush()
+
+    cdef void _dispatch(self, uint8_t* buf, int length, sockaddr_storage* addr, uint64_t now):
+        cdef uint8_t b
+        cdef PlaneTransport t
+        if length < 1:
+            self._drops[2] += 1
+            return
+        b = buf[0]
+        if b <= 3:
+            self._call(self._handler.on_stun, PyBytes_FromStringAndSize(<char*>buf, length),
+                       sockaddr_to_tuple(addr))
+            return
+        if 20 <= b <= 63:
+            t = self._lookup(addr)
+            if t is None:
+                self._drops[0] += 1
+                return
+            self._call(self._handler.on_dtls, t, PyBytes_FromStringAndSize(<char*>buf, length))
+            return
+        if b < 128 or b > 191:
+            self._drops[1] += 1
+            return
+        t = self._lookup(addr)
+        if t is None or t.closed:
+            self._drops[0] += 1
+            return
+        if length < 12:
+            self._drops[2] += 1
+            return
+        if 192 <= buf[1] <= 223:
+            self._rtcp(t, buf, length)
+        else:
+            self._rtp(t, buf, length, now)
+
+    cdef void _rtcp(self, PlaneTransport t, uint8_t* buf, int length):
+        if t.srtp:
+            if t._inbound is None or t._inbound.unprotect_rtcp_c(buf, &length) != 0:
+                self._drops[4] += 1
+                t.unprotect_errors += 1
+                return
+        t.rtcp_packets_in += 1
+        self._call(self._handler.on_rtcp, t, PyBytes_FromStringAndSize(<char*>buf, length))
+
+    cdef void _rtp(self, PlaneTransport t, uint8_t* buf, int length, uint64_t now):
+        cdef RtpHeader h
+        cdef PlaneStream stream
+        cdef bint rtx = False
+        cdef uint16_t osn
+        cdef Py_ssize_t po
+        if t.srtp:
+            if t._inbound is None or t._inbound.unprotect_rtp_c(buf, &length) != 0:
+                self._drops[3] += 1
+                t.unprotect_errors += 1
+                return
+        if rtp_parse(buf, length, &h) != 0:
+            self._drops[5] += 1
+            return
+        t.rtp_packets_in += 1
+        t.rtp_bytes_in += length
+        stream = t._find(h.ssrc, &rtx)
+        if stream is None:
+            t.unknown_ssrc += 1
+            self._drops[6] += 1
+            # tell Python once per SSRC per second, not per packet
+            if h.ssrc != t._last_unknown_ssrc or now - t._last_unknown_ms >= 1000:
+                t._last_unknown_ssrc = h.ssrc
+                t._last_unknown_ms = now
+                self._call(self._handler.on_unknown_ssrc, t, h.ssrc, h.payload_type,
+                           PyBytes_FromStringAndSize(<char*>buf, length))
+            return
+        if stream.closed:
+            return
+        if rtx:
+            if h.payload_length == 0:
+                self._drops[7] += 1        # padding / bandwidth probe: never forwarded
+                return
+            if h.payload_length < 2 or h.payload_type != stream.rtx_payload_type:
+                self._drops[8] += 1
+                return
+            # unwrap RFC 4588: original sequence number, then the original payload
+            po = h.payload_offset
+            osn = load16(buf + po)
+            memmove(buf + po, buf + po + 2, h.payload_length - 2)
+            length = <int>(po + h.payload_length - 2)
+            buf[0] &= 0xDF
+            if rtp_parse(buf, length, &h) != 0:
+                self._drops[8] += 1
+                return
+            rtp_set_ssrc(buf, &h, stream.ssrc)
+            rtp_set_sequence_number(buf, &h, osn)
+            rtp_set_payload_type(buf, &h, stream.payload_type)
+        stream._receive(self, buf, length, &h, now, rtx)
+
+    cdef inline void _queue(self, int slot, int length, PlaneTransport t) noexcept:
+        self._out.lengths[slot] = length
+        self._out.addrs[slot] = t._addr
+        self._out.addrlens[slot] = t._addrlen
+        self._out.count = slot + 1
+        t.packets_out += 1
+        t.bytes_out += length
+        if self._out.count == UDP_BATCH_MAX:
+            self._flush()
+
+    cdef void _flush(self) noexcept:
+        cdef int start = 0
+        cdef int sent
+        while start < self._out.count:
+            sent = self._sock.send_c(self._out, start, self._out.count - start)
+            if sent <= 0:
+                self.send_errors += self._out.count - start
+                break
+            self.forwarded += sent
+            start += sent
+        self._out.count = 0
+
+    cdef void _call(self, object method, object a, object b, object c=None, object d=None):
+        try:
+            if d is not None:
+                method(a, b, c, d)
+            else:
+                method(a, b)
+        except Exception:
+            self.handler_errors += 1
+            _udp_logger.exception("data plane handler %r raised; still forwarding", method)

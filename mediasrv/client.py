@@ -1,0 +1,305 @@
+"""The Python client SDK on aiortc — the same shape as the browser's mediasrv-client.js.
+
+    client = await Client.connect("ws://127.0.0.1:8080/ws", token="t", room="r1",
+                                  display_name="bot")
+    client.on("track", lambda track, info: ...)       # info: consumerId, producerId, peerId, kind
+    await client.publish([audio_track, video_track])
+    client.on("data", lambda label, message, peer_id: ...)
+    client.send_data("chat", "hello")
+    await client.close()
+
+Other events: ``peerJoined``, ``peerLeft``, ``producerAdded``, ``producerClosed``,
+``consumerClosed``, ``activeSpeaker`` (each with the notification's params), ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcdatachannel import RTCDataChannel
+from pyee.asyncio import AsyncIOEventEmitter
+
+from mediasrv.tasks import spawn
+
+log = logging.getLogger("mediasrv.client")
+
+CONTROL_LABEL = "mediasrv-control"
+
+
+class SignalingError(Exception):
+    """An error response from the server: ``code`` as in docs/protocol.md."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+async def _wait_connected(pc: RTCPeerConnection, limit: float) -> None:
+    if pc.connectionState == "connected":
+        return
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def changed() -> None:
+        if done.done():
+            return
+        if pc.connectionState == "connected":
+            done.set_result(None)
+        elif pc.connectionState in ("failed", "closed"):
+            done.set_exception(ConnectionError(f"peer connection {pc.connectionState}"))
+
+    pc.on("connectionstatechange", changed)
+    try:
+        await asyncio.wait_for(done, limit)
+    finally:
+        pc.remove_listener("connectionstatechange", changed)
+
+
+class Client(AsyncIOEventEmitter):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        request_timeout: float,
+    ) -> None:
+        super().__init__()
+        self._session = session
+        self._ws = ws
+        self._timeout = request_timeout
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._negotiation = asyncio.Lock()
+        # server offers wait until connect() has returned, so listeners are in place for 'track'
+        self._ready = asyncio.Event()
+        self.tracks: list[tuple[MediaStreamTrack, dict[str, Any]]] = []
+        self.send_pc = RTCPeerConnection()
+        self.recv_pc: RTCPeerConnection | None = None
+        self._control: RTCDataChannel = self.send_pc.createDataChannel(CONTROL_LABEL)
+        self._channels: dict[str, RTCDataChannel] = {}
+        self._consumers_by_mid: dict[str, dict[str, Any]] = {}
+        self.peer_id = ""
+        self.room = ""
+        self.peers: list[dict[str, Any]] = []
+        self.producers: list[dict[str, Any]] = []
+        self.closed = False
+        self.send_pc.on("datachannel", self._on_datachannel)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        token: str,
+        room: str,
+        display_name: str = "",
+        auto_subscribe: bool = True,
+        request_timeout: float = 10.0,
+    ) -> Client:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url, max_msg_size=1 << 20)
+        except Exception:
+            await session.close()
+            raise
+        client = cls(session, ws, request_timeout)
+        client._reader = asyncio.create_task(client._read())
+        try:
+            result = await client.request(
+                "join",
+                {
+                    "token": token,
+                    "room": room,
+                    "displayName": display_name,
+                    "autoSubscribe": auto_subscribe,
+                },
+            )
+            client.peer_id = result["peerId"]
+            client.room = result["room"]
+            client.peers = result["peers"]
+            await client._negotiate_send()
+            # aiortc starts the senders of a renegotiation only once DTLS is up: wait for it
+            await _wait_connected(client.send_pc, request_timeout)
+        except BaseException:
+            await client.close()
+            raise
+        client._ready.set()
+        return client
+
+    # ---- signaling ----
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        if self.closed:
+            raise ConnectionError("the client is closed")
+        self._next_id += 1
+        request_id = self._next_id
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        await self._ws.send_str(
+            json.dumps({"id": request_id, "method": method, "params": params or {}})
+        )
+        try:
+            return await asyncio.wait_for(fut, self._timeout)
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                message = json.loads(msg.data)
+                if "method" in message and "id" not in message:
+                    await self._notification(message["method"], message.get("params", {}))
+                    continue
+                fut = self._pending.get(message.get("id"))
+                if fut is None or fut.done():
+                    if not message.get("ok", True):
+                        log.warning("server error: %s", message.get("error"))
+                    continue
+                if message.get("ok"):
+                    fut.set_result(message.get("result"))
+                else:
+                    error = message.get("error") or {}
+                    fut.set_exception(
+                        SignalingError(error.get("code", "?"), error.get("message", ""))
+                    )
+        except Exception:
+            log.exception("signaling reader failed")
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("signaling closed"))
+            if not self.closed:
+                self.emit("disconnected")
+
+    async def _notification(self, method: str, params: dict[str, Any]) -> None:
+        if method == "offer":
+            spawn(self._answer_offer(params), "answer offer")
+            return
+        self.emit(method, params)
+
+    # ---- publishing ----
+
+    async def _negotiate_send(self) -> dict[str, Any]:
+        async with self._negotiation:
+            offer = await self.send_pc.createOffer()
+            await self.send_pc.setLocalDescription(offer)
+            result: dict[str, Any] = await self.request(
+                "publish", {"sdp": self.send_pc.localDescription.sdp}
+            )
+            await self.send_pc.setRemoteDescription(RTCSessionDescription(result["sdp"], "answer"))
+            self.producers = result["producers"]
+            return result
+
+    async def publish(self, tracks: list[MediaStreamTrack]) -> list[dict[str, Any]]:
+        """Send tracks; returns the producers the server created for this peer."""
+        for track in tracks:
+            self.send_pc.addTrack(track)
+        result = await self._negotiate_send()
+        return list(result["producers"])
+
+    async def unpublish(self, track: MediaStreamTrack) -> None:
+        for sender in self.send_pc.getSenders():
+            if sender.track is track:
+                for transceiver in self.send_pc.getTransceivers():
+                    if transceiver.sender is sender:
+                        transceiver.direction = "inactive"
+                        sender.replaceTrack(None)
+        await self._negotiate_send()
+
+    # ---- subscribing ----
+
+    async def _answer_offer(self, params: dict[str, Any]) -> None:
+        try:
+            await self._ready.wait()
+            async with self._negotiation:
+                if self.recv_pc is None:
+                    self.recv_pc = RTCPeerConnection()
+                    self.recv_pc.on("track", self._on_track)
+                for info in params.get("consumers", []):
+                    self._consumers_by_mid[info["mid"]] = info
+                await self.recv_pc.setRemoteDescription(
+                    RTCSessionDescription(params["sdp"], "offer")
+                )
+                answer = await self.recv_pc.createAnswer()
+                await self.recv_pc.setLocalDescription(answer)
+                await self.request(
+                    "answer",
+                    {"sdp": self.recv_pc.localDescription.sdp, "revision": params["revision"]},
+                )
+                await _wait_connected(self.recv_pc, self._timeout)
+        except Exception:
+            log.exception("answering the server's offer failed")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.recv_pc is not None
+        mid = next(
+            (t.mid for t in self.recv_pc.getTransceivers() if t.receiver.track is track), None
+        )
+        info = self._consumers_by_mid.get(mid or "", {"mid": mid})
+        self.tracks.append((track, info))
+        self.emit("track", track, info)
+
+    async def subscribe(self, producer_id: str) -> str:
+        result = await self.request("subscribe", {"producerId": producer_id})
+        return str(result["consumerId"])
+
+    async def unsubscribe(self, producer_id: str) -> None:
+        await self.request("unsubscribe", {"producerId": producer_id})
+
+    async def pause_consumer(self, consumer_id: str) -> None:
+        await self.request("pauseConsumer", {"consumerId": consumer_id})
+
+    async def resume_consumer(self, consumer_id: str) -> None:
+        await self.request("resumeConsumer", {"consumerId": consumer_id})
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("stats")
+        return result
+
+    # ---- data ----
+
+    def send_data(self, label: str, message: str | bytes) -> None:
+        """Send on the channel with this label (opened on first use)."""
+        channel = self._channels.get(label)
+        if channel is None:
+            channel = self.send_pc.createDataChannel(label)
+            self._channels[label] = channel
+        if channel.readyState == "open":
+            channel.send(message)
+        else:
+            channel.on("open", lambda: channel.send(message))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        label, peer_id = channel.label, channel.protocol
+        channel.on("message", lambda message: self.emit("data", label, message, peer_id))
+
+    # ---- end ----
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            if not self._ws.closed:
+                await asyncio.wait_for(self.request_nowait_leave(), 2)
+        await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self.send_pc.close()
+        if self.recv_pc is not None:
+            await self.recv_pc.close()
+        await self._session.close()
+        self.emit("close")
+
+    async def request_nowait_leave(self) -> None:
+        self._next_id += 1
+        await self._ws.send_str(json.dumps({"id": self._next_id, "method": "leave", "params": {}}))

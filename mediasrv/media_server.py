@@ -1,0 +1,106 @@
+"""MediaServer: the embeddable server — workers, rooms, and the HTTP/WebSocket front door.
+
+server = MediaServer(ServerConfig(port=8080))
+await server.start()          # workers bound, HTTP listening
+server.rooms                  # {room id: Room}
+await server.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from mediasrv.config import DEFAULT_CONFIG, ServerConfig
+from mediasrv.events import Emitter
+from mediasrv.room import Room
+from mediasrv.worker import Worker
+
+log = logging.getLogger("mediasrv")
+
+
+class TooManyRooms(Exception):
+    pass
+
+
+class MediaServer(Emitter):
+    """Events: ``room`` (created), ``close``."""
+
+    def __init__(self, config: ServerConfig = DEFAULT_CONFIG) -> None:
+        super().__init__()
+        self.config = config
+        self.workers: list[Worker] = []
+        self.rooms: dict[str, Room] = {}
+        self._runner: web.AppRunner | None = None
+        self.http_address: tuple[str, int] | None = None
+        self.closed = False
+        self.started = False
+
+    @property
+    def any_token(self) -> bool:
+        """True when no tokens are configured: every signaling token is accepted."""
+        return self.config.tokens is None
+
+    async def start(self, *, http: bool = True) -> None:
+        if self.started:
+            return
+        self.started = True
+        media = self.config.media
+        for index in range(media.workers):
+            port = media.rtc_port + index if media.rtc_port else 0
+            worker = Worker(media, index, port)
+            await worker.start()
+            self.workers.append(worker)
+        if self.any_token:
+            log.warning(
+                "no signaling tokens configured: any token is accepted "
+                "(development default; set tokens before exposing the server)"
+            )
+        if http:
+            from mediasrv.http_app import create_app
+
+            self._runner = web.AppRunner(create_app(self), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.config.host, self.config.port)
+            await site.start()
+            server = getattr(site, "_server", None)
+            sockets = getattr(server, "sockets", None) or []
+            port = sockets[0].getsockname()[1] if sockets else self.config.port
+            self.http_address = (self.config.host, port)
+
+    def get_or_create_room(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is not None and not room.closed:
+            return room
+        if len(self.rooms) >= self.config.media.max_rooms:
+            raise TooManyRooms(f"the server has its maximum of {self.config.media.max_rooms} rooms")
+        worker = min(self.workers, key=lambda w: sum(len(r.transports) for r in w.routers.values()))
+        room = Room(self, room_id, worker.create_router({"roomId": room_id}))
+        self.rooms[room_id] = room
+        self.emit("room", room)
+        return room
+
+    def _room_closed(self, room: Room) -> None:
+        if self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rooms": len(self.rooms),
+            "peers": sum(len(r.peers) for r in self.rooms.values()),
+            "workers": [w.stats() for w in self.workers],
+        }
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for room in list(self.rooms.values()):
+            room.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await asyncio.gather(*(w.close() for w in self.workers))
+        self.emit("close")

@@ -1,0 +1,119 @@
+"""Room: the application-level meeting — its Router, its Peers, and who receives what."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mediasrv.data_producer import DataProducer
+from mediasrv.events import Emitter
+from mediasrv.peer import Notify, Peer
+from mediasrv.producer import Producer
+
+if TYPE_CHECKING:
+    from mediasrv.media_server import MediaServer
+    from mediasrv.router import Router
+
+log = logging.getLogger("mediasrv.room")
+
+
+class RoomFull(Exception):
+    pass
+
+
+class Room(Emitter):
+    """Events: ``peerjoined``, ``peerleft``, ``activespeaker``, ``close``. A room closes when its
+    last peer leaves; close() makes every peer leave and closes the router."""
+
+    def __init__(self, server: MediaServer, room_id: str, router: Router) -> None:
+        super().__init__()
+        self.id = room_id
+        self.server = server
+        self.router = router
+        self.peers: dict[str, Peer] = {}
+        self.closed = False
+        router.on("activespeaker", self._active_speaker)
+
+    def join(
+        self,
+        display_name: str,
+        notify: Notify,
+        *,
+        auto_subscribe: bool = True,
+        app_data: dict[str, Any] | None = None,
+    ) -> Peer:
+        if self.closed:
+            raise RuntimeError("the room is closed")
+        limit = self.server.config.media.max_peers_per_room
+        if len(self.peers) >= limit:
+            raise RoomFull(f"room {self.id!r} has its maximum of {limit} peers")
+        peer = Peer(self, display_name, notify, auto_subscribe=auto_subscribe, app_data=app_data)
+        others = list(self.peers.values())
+        self.peers[peer.id] = peer
+        peer.on("producer", lambda producer: self._producer_added(peer, producer))
+        peer.on("dataproducer", lambda dp: self._data_producer_added(peer, dp))
+        peer.on("close", lambda: self._peer_left(peer))
+        peer.send_transport.on("connected", lambda: self._data_ready(peer))
+        for other in others:
+            other.notify("peerJoined", {"peer": peer.info()})
+        if auto_subscribe:
+            for other in others:
+                for producer in list(other.producers.values()):
+                    peer.subscribe(producer)
+        self.emit("peerjoined", peer)
+        return peer
+
+    def _producer_added(self, owner: Peer, producer: Producer) -> None:
+        info = owner._producer_info(producer)
+        producer.on("close", lambda: self._producer_closed(owner, producer))
+        for peer in list(self.peers.values()):
+            if peer is owner:
+                continue
+            peer.notify("producerAdded", info)
+            if peer.auto_subscribe:
+                peer.subscribe(producer)
+
+    def _producer_closed(self, owner: Peer, producer: Producer) -> None:
+        for peer in list(self.peers.values()):
+            if peer is not owner and not peer.closed:
+                peer.notify("producerClosed", {"producerId": producer.id, "peerId": owner.id})
+
+    def _data_producer_added(self, owner: Peer, producer: DataProducer) -> None:
+        for peer in list(self.peers.values()):
+            if peer is not owner:
+                peer.consume_data(producer)
+
+    def _data_ready(self, peer: Peer) -> None:
+        for other in list(self.peers.values()):
+            if other is peer:
+                continue
+            for producer in list(other.data_producers.values()):
+                peer.consume_data(producer)
+
+    def _active_speaker(self, producer: Producer) -> None:
+        peer_id = producer.app_data.get("peerId")
+        for peer in list(self.peers.values()):
+            peer.notify("activeSpeaker", {"peerId": peer_id, "producerId": producer.id})
+        self.emit("activespeaker", peer_id, producer)
+
+    def _peer_left(self, peer: Peer) -> None:
+        if self.peers.pop(peer.id, None) is None:
+            return
+        for other in list(self.peers.values()):
+            other.notify("peerLeft", {"peerId": peer.id})
+        self.emit("peerleft", peer)
+        if not self.peers:
+            self.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "peers": [p.info() for p in self.peers.values()]}
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for peer in list(self.peers.values()):
+            peer.close()
+        self.router.close()
+        self.server._room_closed(self)
+        self.emit("close")

@@ -1,0 +1,87 @@
+"""Router: one room's forwarding table — its transports and producers — and active-speaker
+detection from RFC 6464 audio levels measured in the data plane."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mediasrv.events import Emitter
+
+if TYPE_CHECKING:
+    from mediasrv.producer import Producer
+    from mediasrv.transport import Transport
+    from mediasrv.webrtc_transport import WebRtcTransport
+    from mediasrv.worker import Worker
+
+SPEAKER_MAX_LEVEL = 70  # -dBov: quieter than this is not speech
+SPEAKER_MIN_VOICE_PACKETS = 5  # per interval
+
+
+class Router(Emitter):
+    """Events: ``producer`` (added), ``producerclose``, ``activespeaker`` (producer or None),
+    ``close``. close() closes every transport (and so every producer and consumer)."""
+
+    def __init__(self, worker: Worker, app_data: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.id = uuid.uuid4().hex
+        self.worker = worker
+        self.app_data = dict(app_data or {})
+        self.transports: dict[str, Transport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.active_speaker: Producer | None = None
+        self.closed = False
+
+    def create_webrtc_transport(
+        self, *, enable_sctp: bool = True, app_data: dict[str, Any] | None = None
+    ) -> WebRtcTransport:
+        from mediasrv.webrtc_transport import WebRtcTransport
+
+        if self.closed:
+            raise RuntimeError("the router is closed")
+        cfg = self.worker.config
+        transport = WebRtcTransport(
+            self,
+            max_incoming_bitrate=cfg.max_incoming_bitrate,
+            ice_timeout=cfg.ice_timeout,
+            consent_timeout=cfg.consent_timeout,
+            enable_sctp=enable_sctp,
+            app_data=app_data,
+        )
+        self.transports[transport.id] = transport
+        return transport
+
+    def _producer_added(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        self.emit("producer", producer)
+
+    def _producer_closed(self, producer: Producer) -> None:
+        if self.producers.pop(producer.id, None) is not None:
+            if self.active_speaker is producer:
+                self.active_speaker = None
+            self.emit("producerclose", producer)
+
+    def _transport_closed(self, transport: Transport) -> None:
+        self.transports.pop(transport.id, None)
+
+    def tick_active_speaker(self) -> None:
+        loudest: Producer | None = None
+        loudest_level = SPEAKER_MAX_LEVEL
+        for producer in self.producers.values():
+            if producer.kind != "audio" or producer.closed:
+                continue
+            count, level, voice = producer.stream.take_audio_levels()
+            if count and voice >= SPEAKER_MIN_VOICE_PACKETS and level < loudest_level:
+                loudest, loudest_level = producer, level
+        if loudest is not None and loudest is not self.active_speaker:
+            self.active_speaker = loudest
+            self.emit("activespeaker", loudest)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for transport in list(self.transports.values()):
+            transport.close()
+        self.worker._router_closed(self)
+        self.emit("close")

@@ -1,0 +1,266 @@
+"""The WebSocket signaling protocol (docs/protocol.md): JSON requests with ids, responses,
+and notifications. Malformed input gets an error response naming the problem; the connection
+stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from mediasrv.media_server import TooManyRooms
+from mediasrv.negotiation import NegotiationError
+from mediasrv.room import RoomFull
+from mediasrv.tasks import spawn
+
+if TYPE_CHECKING:
+    from mediasrv.media_server import MediaServer
+    from mediasrv.peer import Peer
+
+log = logging.getLogger("mediasrv.signaling")
+
+MAX_ROOM_ID = 128
+MAX_DISPLAY_NAME = 128
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _param(
+    params: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    required: bool = True,
+    default: Any = None,
+) -> Any:
+    if name not in params:
+        if required:
+            raise ProtocolError("invalid_params", f"params.{name} is required")
+        return default
+    value = params[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ProtocolError("invalid_params", f"params.{name} must be a {names}")
+    return value
+
+
+class SignalingSession:
+    """One WebSocket connection: at most one Peer in one Room."""
+
+    def __init__(self, server: MediaServer, ws: web.WebSocketResponse) -> None:
+        self.server = server
+        self.ws = ws
+        self.peer: Peer | None = None
+        self._tokens = server.config.max_requests_per_second
+        self._refill = time.monotonic()
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._writer = spawn(self._write(), "signaling writer")
+        self.errors = 0
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            self._outbox.put_nowait({"method": method, "params": params})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        """Responses and notifications leave in the order they were made."""
+        self._outbox.put_nowait(message)
+
+    async def _write(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            if message is None or self.ws.closed:
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+
+    def _rate_ok(self) -> bool:
+        now = time.monotonic()
+        rate = self.server.config.max_requests_per_second
+        self._tokens = min(rate, self._tokens + (now - self._refill) * rate)
+        self._refill = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def run(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._handle_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self._error(None, "invalid_message", "binary frames are not accepted")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if self.peer is not None:
+                self.peer.close()
+                self.peer = None
+            self._outbox.put_nowait(None)
+
+    async def _error(self, request_id: Any, code: str, message: str) -> None:
+        self.errors += 1
+        await self._send(
+            {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
+        )
+
+    async def _handle_text(self, text: str) -> None:
+        if not self._rate_ok():
+            await self._error(None, "rate_limited", "too many requests: slow down")
+            return
+        try:
+            message = json.loads(text)
+        except ValueError as exc:
+            await self._error(None, "invalid_json", f"not JSON: {exc}")
+            return
+        if not isinstance(message, dict):
+            await self._error(None, "invalid_message", "a message must be a JSON object")
+            return
+        request_id = message.get("id")
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            await self._error(None, "invalid_message", "id must be an integer or a string")
+            return
+        method = message.get("method")
+        params = message.get("params", {})
+        if not isinstance(method, str):
+            await self._error(request_id, "invalid_message", "method must be a string")
+            return
+        if not isinstance(params, dict):
+            await self._error(request_id, "invalid_message", "params must be an object")
+            return
+        handler = getattr(self, "_m_" + method, None)
+        if handler is None:
+            await self._error(request_id, "unknown_method", f"unknown method {method!r}")
+            return
+        try:
+            result = await handler(params)
+        except ProtocolError as exc:
+            await self._error(request_id, exc.code, str(exc))
+            return
+        except NegotiationError as exc:
+            await self._error(request_id, exc.code, str(exc))
+            return
+        except Exception as exc:
+            log.exception("signaling %s failed", method)
+            await self._error(
+                request_id, "internal_error", f"{method} failed: {type(exc).__name__}"
+            )
+            return
+        await self._send({"id": request_id, "ok": True, "result": result})
+
+    def _joined(self) -> Peer:
+        if self.peer is None or self.peer.closed:
+            raise ProtocolError("not_joined", "join a room first")
+        return self.peer
+
+    # ---- methods ----
+
+    async def _m_join(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.peer is not None and not self.peer.closed:
+            raise ProtocolError("already_joined", "this connection has already joined a room")
+        token = _param(params, "token", str)
+        room_id = _param(params, "room", str)
+        name = _param(params, "displayName", str, required=False, default="")
+        auto = _param(params, "autoSubscribe", bool, required=False, default=True)
+        if not room_id or len(room_id) > MAX_ROOM_ID:
+            raise ProtocolError(
+                "invalid_params", f"params.room must be 1..{MAX_ROOM_ID} characters"
+            )
+        if len(name) > MAX_DISPLAY_NAME:
+            raise ProtocolError(
+                "invalid_params", f"params.displayName is longer than {MAX_DISPLAY_NAME} characters"
+            )
+        tokens = self.server.config.tokens
+        if tokens is not None and token not in tokens:
+            raise ProtocolError("unauthorized", "the token is not accepted")
+        try:
+            room = self.server.get_or_create_room(room_id)
+            peer = room.join(name, self.notify, auto_subscribe=auto)
+        except (RoomFull, TooManyRooms) as exc:
+            raise ProtocolError(
+                "room_full" if isinstance(exc, RoomFull) else "too_many_rooms", str(exc)
+            ) from None
+        self.peer = peer
+        return {
+            "peerId": peer.id,
+            "room": room.id,
+            "peers": [p.info() for p in room.peers.values() if p is not peer],
+        }
+
+    async def _m_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        return peer.publish(_param(params, "sdp", str))
+
+    async def _m_answer(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        peer.apply_answer(_param(params, "sdp", str), _param(params, "revision", int))
+        return {}
+
+    def _producer(self, params: dict[str, Any]) -> Any:
+        peer = self._joined()
+        producer_id = _param(params, "producerId", str)
+        producer = peer.room.router.producers.get(producer_id)
+        if producer is None:
+            raise ProtocolError("unknown_producer", f"no producer {producer_id!r} in this room")
+        return producer
+
+    async def _m_subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        producer = self._producer(params)
+        consumer = self._joined().subscribe(producer)
+        return {"consumerId": consumer.id}
+
+    async def _m_unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:
+        producer = self._producer(params)
+        if not self._joined().unsubscribe(producer.id):
+            raise ProtocolError("unknown_consumer", "not subscribed to this producer")
+        return {}
+
+    def _consumer(self, params: dict[str, Any]) -> Any:
+        consumer_id = _param(params, "consumerId", str)
+        consumer = self._joined().consumer(consumer_id)
+        if consumer is None:
+            raise ProtocolError("unknown_consumer", f"no consumer {consumer_id!r} of this peer")
+        return consumer
+
+    async def _m_pauseConsumer(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._consumer(params).pause()
+        return {}
+
+    async def _m_resumeConsumer(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._consumer(params).resume()
+        return {}
+
+    async def _m_closeProducer(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        producer = self._producer(params)
+        if producer.app_data.get("peerId") != peer.id:
+            raise ProtocolError("forbidden", "a peer may close only its own producers")
+        producer.close()
+        return {}
+
+    async def _m_stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._joined().stats()
+
+    async def _m_leave(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        self.peer = None
+        peer.close()
+        return {}
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    server: MediaServer = request.app["server"]
+    ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
+    await ws.prepare(request)
+    session = SignalingSession(server, ws)
+    await session.run()
+    return ws

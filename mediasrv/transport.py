@@ -1,0 +1,249 @@
+"""Transport: what WebRtcTransport and PlainRtpTransport share — the data-plane endpoint, the
+producers and consumers on it, and the RTCP policy (reports, NACK, keyframe requests, REMB)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mediasrv import _core
+from mediasrv.consumer import Consumer, SimpleConsumer
+from mediasrv.events import Emitter
+from mediasrv.producer import Producer
+
+if TYPE_CHECKING:
+    from mediasrv.router import Router
+
+log = logging.getLogger("mediasrv.transport")
+
+NTP_EPOCH_OFFSET = 2208988800
+RTCP_CNAME = b"mediasrv"
+
+
+def ntp_now() -> int:
+    now = time.time() + NTP_EPOCH_OFFSET
+    seconds = int(now)
+    return (seconds << 32) | int((now - seconds) * (1 << 32))
+
+
+class Transport(Emitter):
+    """Events: ``close``, ``connected``, ``producer``, ``consumer``. close() cascades to the
+    producers and consumers on this transport, then the data-plane endpoint."""
+
+    kind = "transport"
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        srtp: bool,
+        max_incoming_bitrate: int,
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.id = uuid.uuid4().hex
+        self.router = router
+        self.worker = router.worker
+        self.app_data = dict(app_data or {})
+        if self.worker.plane is None:
+            raise RuntimeError("the worker is not started")
+        self.plane = _core.PlaneTransport(self.worker.plane, self, srtp=srtp)
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self._producers_by_ssrc: dict[int, Producer] = {}
+        self._consumers_by_ssrc: dict[int, Consumer] = {}
+        self.rtcp_ssrc = secrets.randbits(32) or 1
+        self.max_incoming_bitrate = max_incoming_bitrate
+        self.remb_bitrate: int | None = None
+        self.rtcp_errors = 0
+        self.rtcp_unknown_ssrc = 0
+        self.closed = False
+        self._sr_sent: dict[int, int] = {}  # consumer ssrc -> middle 32 bits of the SR's NTP time
+
+    # ---- objects ----
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.plane.ready) and self.plane.remote_address is not None
+
+    def add_producer(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        self._producers_by_ssrc[producer.ssrc] = producer
+        self.router._producer_added(producer)
+        self.emit("producer", producer)
+
+    def consume(
+        self, producer: Producer, *, paused: bool = False, app_data: dict[str, Any] | None = None
+    ) -> Consumer:
+        """A SimpleConsumer of producer on this transport (started by start_consumer())."""
+        if self.closed:
+            raise RuntimeError("the transport is closed")
+        if producer.closed:
+            raise RuntimeError("the producer is closed")
+        taken = set(self._consumers_by_ssrc)
+        ssrc = self.router.worker.new_ssrc(taken)
+        rtx_ssrc = self.router.worker.new_ssrc(taken | {ssrc}) if producer.kind == "video" else 0
+        consumer = SimpleConsumer(
+            producer, self, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
+        )
+        self.consumers[consumer.id] = consumer
+        self._consumers_by_ssrc[ssrc] = consumer
+        producer.consumers[consumer.id] = consumer
+        self.emit("consumer", consumer)
+        return consumer
+
+    def _producer_closed(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        self._producers_by_ssrc.pop(producer.ssrc, None)
+        self.router._producer_closed(producer)
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.id, None)
+        self._consumers_by_ssrc.pop(consumer.ssrc, None)
+        self._sr_sent.pop(consumer.ssrc, None)
+
+    # ---- RTCP in ----
+
+    def handle_rtcp(self, data: bytes) -> None:
+        compound = _core.parse_rtcp(data)
+        if compound.errors:
+            self.rtcp_errors += 1
+            log.debug("transport %s: RTCP errors %s", self.id, compound.errors)
+        for packet in compound.packets:
+            if isinstance(packet, _core.RtcpSenderReport):
+                producer = self._producers_by_ssrc.get(packet.ssrc)
+                if producer is not None:
+                    producer.sender_report = (
+                        packet.ntp_timestamp,
+                        packet.rtp_timestamp,
+                        time.monotonic(),
+                    )
+                self._report_blocks(packet.reports)
+            elif isinstance(packet, _core.RtcpReceiverReport):
+                self._report_blocks(packet.reports)
+            elif isinstance(packet, _core.RtcpNack):
+                consumer = self._consumers_by_ssrc.get(packet.media_ssrc)
+                if consumer is None:
+                    self.rtcp_unknown_ssrc += 1
+                else:
+                    consumer.retransmit(packet.lost)
+            elif isinstance(packet, _core.RtcpPli):
+                self._keyframe_wanted(packet.media_ssrc)
+            elif isinstance(packet, _core.RtcpFir):
+                for ssrc, _seq in packet.entries:
+                    self._keyframe_wanted(ssrc)
+            elif isinstance(packet, _core.RtcpRemb):
+                self.remb_bitrate = packet.bitrate
+
+    def _keyframe_wanted(self, ssrc: int) -> None:
+        consumer = self._consumers_by_ssrc.get(ssrc)
+        if consumer is None:
+            self.rtcp_unknown_ssrc += 1
+            return
+        consumer.pli_received += 1
+        consumer.request_keyframe()
+
+    def _report_blocks(self, blocks: list[_core.RtcpReportBlock]) -> None:
+        now_mid = (ntp_now() >> 16) & 0xFFFFFFFF
+        for block in blocks:
+            consumer = self._consumers_by_ssrc.get(block.ssrc)
+            if consumer is None:
+                continue
+            consumer.fraction_lost = block.fraction_lost
+            if block.lsr:
+                rtt = (now_mid - block.lsr - block.dlsr) & 0xFFFFFFFF
+                if rtt < 0x10000 * 10:
+                    consumer.rtt_ms = rtt * 1000 / 65536
+
+    # ---- RTCP out ----
+
+    def send_pli(self, media_ssrc: int) -> bool:
+        return self.send_rtcp([_core.RtcpPli(self.rtcp_ssrc, media_ssrc)])
+
+    def send_rtcp(self, packets: list[Any]) -> bool:
+        if self.closed or not self.connected:
+            return False
+        return bool(self.plane.send_rtcp(_core.serialize_rtcp(packets)))
+
+    def tick_nack(self) -> None:
+        """Ask publishers for the packets the data plane found missing."""
+        if not self.producers or not self.connected:
+            return
+        packets: list[Any] = []
+        for producer in self.producers.values():
+            lost = producer.stream.take_nacks()
+            if lost:
+                packets.append(_core.RtcpNack(self.rtcp_ssrc, producer.ssrc, lost))
+        if packets:
+            self.send_rtcp(packets)
+
+    def tick_reports(self) -> None:
+        """Receiver reports and REMB toward publishers, sender reports toward subscribers."""
+        if not self.connected:
+            return
+        now = time.monotonic()
+        ntp = ntp_now()
+        packets: list[Any] = []
+        blocks = []
+        video_ssrcs = []
+        for producer in self.producers.values():
+            fraction, lost, highest, jitter = producer.stream.report()
+            if highest == 0:
+                continue
+            lsr = dlsr = 0
+            if producer.sender_report is not None:
+                sr_ntp, _rtp, arrived = producer.sender_report
+                lsr = (sr_ntp >> 16) & 0xFFFFFFFF
+                dlsr = int((now - arrived) * 65536) & 0xFFFFFFFF
+            blocks.append(
+                _core.RtcpReportBlock(producer.ssrc, fraction, lost, highest, jitter, lsr, dlsr)
+            )
+            if producer.kind == "video":
+                video_ssrcs.append(producer.ssrc)
+        for consumer in self.consumers.values():
+            plane = consumer.plane
+            if not plane.synced or plane.packets == 0:
+                continue
+            clock = consumer.codec.clock_rate
+            sr = consumer.producer.sender_report
+            if sr is not None:
+                sr_ntp, sr_rtp, arrived = sr
+                elapsed = now - arrived
+                rtp_ts = (sr_rtp + plane.timestamp_offset + int(elapsed * clock)) & 0xFFFFFFFF
+                report_ntp = sr_ntp + int(elapsed * (1 << 32))
+            else:
+                rtp_ts = plane.last_timestamp
+                report_ntp = ntp
+            packets.append(
+                _core.RtcpSenderReport(
+                    consumer.ssrc,
+                    report_ntp,
+                    rtp_ts,
+                    plane.packets & 0xFFFFFFFF,
+                    plane.bytes & 0xFFFFFFFF,
+                )
+            )
+            self._sr_sent[consumer.ssrc] = (report_ntp >> 16) & 0xFFFFFFFF
+        if blocks or not packets:
+            packets.insert(0, _core.RtcpReceiverReport(self.rtcp_ssrc, blocks[:31]))
+        if video_ssrcs:
+            packets.append(_core.RtcpRemb(self.rtcp_ssrc, self.max_incoming_bitrate, video_ssrcs))
+        packets.append(_core.RtcpSdes([_core.RtcpSdesChunk(self.rtcp_ssrc, [(1, RTCP_CNAME)])]))
+        self.send_rtcp(packets)
+
+    # ---- end ----
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        for producer in list(self.producers.values()):
+            producer.close()
+        self.plane.close()
+        self.router._transport_closed(self)
+        self.emit("close")

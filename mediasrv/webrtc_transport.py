@@ -1,0 +1,212 @@
+"""WebRtcTransport: ICE-lite, DTLS-SRTP and SCTP on the worker's shared UDP port."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
+from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+
+from mediasrv import _core
+from mediasrv.dtls_session import DtlsError, DtlsRole, DtlsSession
+from mediasrv.negotiation import (
+    MAX_MESSAGE_SIZE,
+    SCTP_PORT,
+    LocalParameters,
+    RemoteParameters,
+    new_ice_credentials,
+)
+from mediasrv.sctp_adapter import SctpDtlsAdapter
+from mediasrv.tasks import spawn
+from mediasrv.transport import Transport
+
+if TYPE_CHECKING:
+    from mediasrv.router import Router
+
+log = logging.getLogger("mediasrv.webrtc")
+
+
+class WebRtcTransport(Transport):
+    """One ICE/DTLS association with a browser or aiortc peer.
+
+    States: ``ice_state`` new → connected → (disconnected) → closed; ``dtls_state`` new →
+    connecting → connected | failed → closed. Events: ``connected``, ``datachannel``,
+    ``close`` (with the reason in ``close_reason``).
+    """
+
+    kind = "webrtc"
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        max_incoming_bitrate: int,
+        ice_timeout: float,
+        consent_timeout: float,
+        enable_sctp: bool = True,
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            router, srtp=True, max_incoming_bitrate=max_incoming_bitrate, app_data=app_data
+        )
+        self.ice_ufrag, self.ice_pwd = new_ice_credentials()
+        self.ice_state = "new"
+        self.ice_timeout = ice_timeout
+        self.consent_timeout = consent_timeout
+        self.enable_sctp = enable_sctp
+        self.remote: RemoteParameters | None = None
+        self.dtls: DtlsSession | None = None
+        self.dtls_role: DtlsRole | None = None
+        self.sctp: RTCSctpTransport | None = None
+        self._sctp_adapter: SctpDtlsAdapter | None = None
+        self.want_sctp = False
+        self.close_reason: str | None = None
+        self._created = time.monotonic()
+        self._last_consent: float | None = None
+        self.bindings = 0
+        self.worker.register_ice(self)
+
+    @property
+    def dtls_state(self) -> str:
+        return self.dtls.state if self.dtls is not None else "new"
+
+    @property
+    def local_parameters(self) -> LocalParameters:
+        return LocalParameters(
+            self.ice_ufrag,
+            self.ice_pwd,
+            self.worker.certificate.fingerprint,
+            self.worker.announced_ip,
+            self.worker.port,
+        )
+
+    def set_remote(self, remote: RemoteParameters, *, local_setup: str) -> None:
+        """The peer's ICE and DTLS parameters; local_setup is what our description said."""
+        if self.closed:
+            raise RuntimeError("the transport is closed")
+        if self.remote is not None:
+            if remote.fingerprints != self.remote.fingerprints:
+                raise ValueError("the DTLS fingerprint changed on renegotiation")
+            return
+        self.remote = remote
+        if local_setup == "actpass":
+            role = DtlsRole.SERVER if remote.setup == "active" else DtlsRole.CLIENT
+        else:
+            role = DtlsRole.CLIENT if local_setup == "active" else DtlsRole.SERVER
+        self.dtls_role = role
+        self.dtls = DtlsSession(
+            self.worker.certificate,
+            role,
+            remote.fingerprints,
+            self._send_raw,
+            self._dtls_connected,
+            self._dtls_data,
+            self._dtls_failed,
+            self._dtls_closed,
+        )
+        if self.ice_state == "connected":
+            self.dtls.start()
+
+    # ---- ICE (called by the worker's STUN responder) ----
+
+    def handle_binding(self, addr: tuple[str, int], use_candidate: bool) -> None:
+        self.bindings += 1
+        self._last_consent = time.monotonic()
+        current = self.plane.remote_address
+        if current is None or (use_candidate and tuple(current) != addr):
+            self.plane.set_remote_address(addr)
+        if self.ice_state != "connected":
+            self.ice_state = "connected"
+            log.debug("transport %s: ICE connected from %s", self.id, addr)
+            if self.dtls is not None:
+                self.dtls.start()
+
+    # ---- DTLS ----
+
+    def handle_dtls(self, data: bytes) -> None:
+        if self.dtls is None:
+            self.worker.count_drop("dtls_before_answer")
+            return
+        self.dtls.feed(data)
+
+    def _send_raw(self, data: bytes) -> None:
+        self.plane.send_raw(data)
+
+    def _dtls_connected(self, profile: _core.SrtpProfile, material: bytes) -> None:
+        outbound, inbound = _core.srtp_sessions_from_keying_material(
+            material, profile, is_client=self.dtls_role is DtlsRole.CLIENT
+        )
+        self.plane.set_srtp(inbound, outbound)
+        log.debug("transport %s: DTLS connected (%s)", self.id, profile.name)
+        if self.want_sctp and self.enable_sctp:
+            self._start_sctp()
+        self.emit("connected")
+
+    def _dtls_data(self, data: bytes) -> None:
+        if self._sctp_adapter is not None:
+            self._sctp_adapter.deliver(data)
+
+    def _dtls_failed(self, error: DtlsError) -> None:
+        self.worker.count_dtls_failure(error.reason)
+        self.close(reason=f"dtls: {error}")
+
+    def _dtls_closed(self) -> None:
+        if not self.closed and self.close_reason is None:
+            self.close(reason="dtls closed by the peer")
+
+    # ---- SCTP data channels ----
+
+    def _start_sctp(self) -> None:
+        assert self.dtls is not None and self.dtls_role is not None
+        self._sctp_adapter = SctpDtlsAdapter(self.dtls, self.dtls_role.value)
+        self.sctp = RTCSctpTransport(self._sctp_adapter, port=SCTP_PORT)  # type: ignore[arg-type]
+        self.sctp.on("datachannel", lambda channel: self.emit("datachannel", channel))
+        spawn(self.sctp.start(RTCSctpCapabilities(maxMessageSize=MAX_MESSAGE_SIZE), SCTP_PORT))
+
+    async def _stop_sctp(self, sctp: RTCSctpTransport) -> None:
+        with contextlib.suppress(ConnectionError):
+            await sctp.stop()
+        if self._sctp_adapter is not None:
+            self._sctp_adapter.close()
+
+    def open_data_channel(
+        self, label: str, *, ordered: bool = True, protocol: str = ""
+    ) -> RTCDataChannel:
+        if self.sctp is None:
+            raise RuntimeError("no SCTP association on this transport")
+        return RTCDataChannel(
+            self.sctp, RTCDataChannelParameters(label=label, ordered=ordered, protocol=protocol)
+        )
+
+    def handle_unknown_ssrc(self, ssrc: int, payload_type: int, packet: bytes) -> None:
+        """An RTP stream with no Producer yet (no a=ssrc in the offer): whoever negotiates this
+        transport may claim it by MID (see Peer)."""
+        self.emit("unknownssrc", ssrc, payload_type, packet)
+
+    # ---- timers ----
+
+    def tick_liveness(self, now: float) -> None:
+        if self.closed:
+            return
+        if self.ice_state != "connected":
+            if now - self._created > self.ice_timeout:
+                self.worker.count_ice_failure("timeout")
+                self.close(reason=f"no ICE connectivity within {self.ice_timeout:.0f} s")
+        elif self._last_consent is not None and now - self._last_consent > self.consent_timeout:
+            self.worker.count_ice_failure("consent_expired")
+            self.close(reason=f"ICE consent expired ({self.consent_timeout:.0f} s without checks)")
+
+    def close(self, reason: str = "closed") -> None:
+        if self.closed or self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self.ice_state = "closed"
+        self.worker.unregister_ice(self)
+        if self.sctp is not None:
+            spawn(self._stop_sctp(self.sctp), "sctp stop")
+        if self.dtls is not None:
+            self.dtls.close()
+        super().close()
