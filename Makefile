@@ -10,7 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
-APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates
+# chromium and ffmpeg: real clients of the end-to-end tests (see ../shared/TESTING.md)
+APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg
 LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 

@@ -107,11 +107,14 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["mediasrv", "mediasrv.*"]),
-    package_data={"mediasrv": ["py.typed", "*.pyi"]},
+    package_data={"mediasrv": ["py.typed", "*.pyi", "static/*.js"]},
     ext_modules=_extensions(),
     install_requires=[
         "aiohttp>=3.9",
         "aiortc>=1.9",
+        "aioice>=0.9",
+        "cryptography>=42",
+        "pyOpenSSL>=24",
         "av>=12",
         "numpy>=1.26",
         "pyee>=11",
@@ -122,6 +125,7 @@ setup(
         "test": [
             "hypothesis>=6.100",
             "mypy>=1.10",
+            "playwright>=1.45",
             "pylibsrtp>=0.10",
             "pytest>=8",
             "pytest-benchmark>=4",
