@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mediasrv.media_server import MediaServer
 
 CLIENT_JS = "mediasrv-client.js"
+SERVER_KEY: web.AppKey[MediaServer] = web.AppKey("server")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -21,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    server: MediaServer = request.app["server"]
+    server = request.app[SERVER_KEY]
     return web.json_response(
         {
             "name": "mediasrv",
@@ -42,7 +43,7 @@ async def client_sdk(request: web.Request) -> web.Response:
 
 def create_app(server: MediaServer) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    app["server"] = server
+    app[SERVER_KEY] = server
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", info)
     app.router.add_get("/ws", websocket_handler)

@@ -71,7 +71,9 @@ class Router(Emitter):
             if producer.kind != "audio" or producer.closed:
                 continue
             count, level, voice = producer.stream.take_audio_levels()
-            if count and voice >= SPEAKER_MIN_VOICE_PACKETS and level < loudest_level:
+            # senders that set the voice-activity flag (browsers) must set it; aiortc never does
+            active = voice >= SPEAKER_MIN_VOICE_PACKETS or (voice == 0 and count >= 5)
+            if count and active and level < loudest_level:
                 loudest, loudest_level = producer, level
         if loudest is not None and loudest is not self.active_speaker:
             self.active_speaker = loudest

@@ -119,7 +119,7 @@ class SignalingSession:
             return
         try:
             message = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             await self._error(None, "invalid_json", f"not JSON: {exc}")
             return
         if not isinstance(message, dict):
@@ -258,7 +258,9 @@ class SignalingSession:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    server: MediaServer = request.app["server"]
+    from mediasrv.http_app import SERVER_KEY
+
+    server = request.app[SERVER_KEY]
     ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
     await ws.prepare(request)
     session = SignalingSession(server, ws)

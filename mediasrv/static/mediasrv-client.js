@@ -1,0 +1,661 @@
+/**
+ * mediasrv-client.js — the browser client SDK of mediasrv (a WebRTC SFU).
+ *
+ * A plain ES module with no dependencies and no build step. The server serves it at
+ * `/client/mediasrv-client.js`; it speaks the signaling protocol of docs/protocol.md and mirrors
+ * the Python SDK (`mediasrv.client`): same requests, same events, same negotiation.
+ *
+ * Usage:
+ *
+ *     import { Client } from '/client/mediasrv-client.js';
+ *
+ *     const client = await Client.connect('https://sfu.example.com', {
+ *       token: 'secret', room: 'standup', displayName: 'Ada',
+ *     });
+ *     client.on('track', (track, info, stream) => {
+ *       // info: {consumerId, producerId, peerId, kind, mid, paused}
+ *       const el = document.createElement(track.kind);
+ *       el.srcObject = new MediaStream([track]);
+ *       el.autoplay = true;
+ *       document.body.append(el);
+ *     });
+ *     client.on('data', (label, message, peerId) => console.log(peerId, label, message));
+ *
+ *     const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+ *     const producers = await client.publish(local);          // or publish(local, {simulcast: true})
+ *     client.sendData('chat', 'hello');
+ *     ...
+ *     await client.unpublish(local.getVideoTracks()[0]);
+ *     await client.close();
+ *
+ * Connection model (see docs/protocol.md):
+ *
+ * - one WebSocket to `ws(s)://HOST:PORT/ws`; `url` may be the server's http(s) or ws(s) URL or its
+ *   `/ws` endpoint — it is normalized;
+ * - the **send** RTCPeerConnection: this client offers. A data channel named `mediasrv-control` is
+ *   created before the first offer, so ICE, DTLS and SCTP come up at join even for a peer that
+ *   never publishes; `connect()` resolves only once this connection is `connected`. Data channels
+ *   opened with `sendData()` ride on it (DataProducers), and the server opens channels toward this
+ *   client on it too (DataConsumers; their `protocol` is the sending peer's id);
+ * - the **receive** RTCPeerConnection: the server offers (the `offer` notification, one m-line per
+ *   consumer) and this client answers with the `answer` request carrying the offer's revision.
+ *   Server offers are processed only after `connect()` has resolved, so `track` listeners added
+ *   right after `connect()` see every track. All negotiations (send and receive) run one at a time.
+ *
+ * Events (`client.on(name, listener)`, `client.off(name, listener)`, `client.once(...)`):
+ *
+ * | event            | listener arguments                                                      |
+ * | ---------------- | ----------------------------------------------------------------------- |
+ * | `track`          | `(track, info, stream)` — a remote track; `info` is the consumer from the offer: `{consumerId, producerId, peerId, kind, mid, paused}` |
+ * | `data`           | `(label, message, peerId)` — a data channel message from another peer (string or ArrayBuffer) |
+ * | `peerJoined`     | `({peer})`                                                              |
+ * | `peerLeft`       | `({peerId})`                                                            |
+ * | `producerAdded`  | `(producer)` — `{id, kind, mid, mimeType, peerId}`                       |
+ * | `producerClosed` | `({producerId, peerId})`                                                |
+ * | `consumerClosed` | `({consumerId, producerId})` — the track's entry leaves `client.tracks` |
+ * | `activeSpeaker`  | `({peerId, producerId})`                                                |
+ * | `close`          | `()` — after `close()`                                                  |
+ * | `disconnected`   | `()` — the WebSocket closed without `close()`                           |
+ *
+ * Errors: every request rejects with an `Error` whose `.code` is the server's error code (see
+ * docs/protocol.md), or `'timeout'` (no response within `requestTimeout`, 10 s by default),
+ * `'closed'` (the client or its WebSocket closed), `'connect_failed'` (WebSocket or peer
+ * connection could not be established).
+ */
+
+/** The data channel every client opens so that ICE, DTLS and SCTP come up at join. */
+export const CONTROL_LABEL = 'mediasrv-control';
+
+/** Default time limit for a request, the WebSocket opening and ICE/DTLS, in milliseconds. */
+export const DEFAULT_REQUEST_TIMEOUT = 10000;
+
+/**
+ * An Error with a protocol error `code`.
+ * @param {string} code
+ * @param {string} message
+ * @returns {Error & {code: string}}
+ */
+function codedError(code, message) {
+  const error = /** @type {Error & {code: string}} */ (new Error(`${code}: ${message}`));
+  error.code = code;
+  return error;
+}
+
+/**
+ * The signaling WebSocket URL for a server URL: http→ws, https→wss, and `/ws` appended unless the
+ * path already ends with it. Relative URLs resolve against the page's location.
+ * @param {string} url e.g. `https://host:8080`, `http://host:8080/`, `ws://host:8080/ws`, `/`
+ * @returns {string}
+ */
+export function signalingUrl(url) {
+  const base = typeof location !== 'undefined' ? location.href : undefined;
+  const parsed = new URL(url, base);
+  if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+  else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+  else if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+    throw codedError('invalid_url', `unsupported URL scheme ${parsed.protocol} in ${url}`);
+  }
+  if (!parsed.pathname.endsWith('/ws')) {
+    parsed.pathname = (parsed.pathname.endsWith('/') ? parsed.pathname : parsed.pathname + '/') + 'ws';
+  }
+  parsed.hash = '';
+  return parsed.toString();
+}
+
+/**
+ * Resolve when `pc` is connected; reject when it fails, closes or takes longer than `limit` ms.
+ * @param {RTCPeerConnection} pc
+ * @param {number} limit
+ * @returns {Promise<void>}
+ */
+function waitConnected(pc, limit) {
+  if (pc.connectionState === 'connected') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (/** @type {Error|null} */ error) => {
+      clearTimeout(timer);
+      pc.removeEventListener('connectionstatechange', changed);
+      if (error) reject(error);
+      else resolve();
+    };
+    const changed = () => {
+      if (pc.connectionState === 'connected') done(null);
+      else if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
+        done(codedError('connect_failed', `peer connection ${pc.connectionState}`));
+      }
+    };
+    const timer = setTimeout(
+      () => done(codedError('connect_failed', `peer connection not connected within ${limit} ms ` +
+        `(ice ${pc.iceConnectionState}, connection ${pc.connectionState})`)),
+      limit,
+    );
+    pc.addEventListener('connectionstatechange', changed);
+  });
+}
+
+/** A small event emitter; a listener that throws is logged and does not stop the others. */
+class Emitter {
+  constructor() {
+    /** @type {Map<string, Function[]>} */
+    this._listeners = new Map();
+  }
+
+  /**
+   * Add a listener.
+   * @param {string} event
+   * @param {Function} listener
+   * @returns {this}
+   */
+  on(event, listener) {
+    const list = this._listeners.get(event) || [];
+    list.push(listener);
+    this._listeners.set(event, list);
+    return this;
+  }
+
+  /**
+   * Add a listener that runs once.
+   * @param {string} event
+   * @param {Function} listener
+   * @returns {this}
+   */
+  once(event, listener) {
+    const wrapper = (/** @type {any[]} */ ...args) => {
+      this.off(event, wrapper);
+      listener(...args);
+    };
+    return this.on(event, wrapper);
+  }
+
+  /**
+   * Remove a listener (or all listeners of the event when `listener` is omitted).
+   * @param {string} event
+   * @param {Function} [listener]
+   * @returns {this}
+   */
+  off(event, listener) {
+    if (!listener) {
+      this._listeners.delete(event);
+      return this;
+    }
+    const list = (this._listeners.get(event) || []).filter((f) => f !== listener);
+    this._listeners.set(event, list);
+    return this;
+  }
+
+  /**
+   * Call the listeners of `event` in order.
+   * @param {string} event
+   * @param {...any} args
+   * @returns {boolean} whether there was a listener
+   */
+  emit(event, ...args) {
+    const list = (this._listeners.get(event) || []).slice();
+    for (const listener of list) {
+      try {
+        listener(...args);
+      } catch (error) {
+        console.error(`mediasrv-client: listener for '${event}' threw`, error);
+      }
+    }
+    return list.length > 0;
+  }
+}
+
+/**
+ * @typedef {Object} ConnectOptions
+ * @property {string} token the signaling token
+ * @property {string} room the room id (1..128 characters)
+ * @property {string} [displayName] shown to other peers (≤128 characters)
+ * @property {boolean} [autoSubscribe=true] receive every producer of the room, now and later
+ * @property {number} [requestTimeout=10000] ms per request; also bounds connecting
+ * @property {RTCConfiguration} [rtcConfiguration] extra configuration for both peer connections
+ */
+
+/**
+ * @typedef {Object} ProducerInfo
+ * @property {string} id
+ * @property {'audio'|'video'} kind
+ * @property {string} mid
+ * @property {string} mimeType
+ * @property {string} peerId
+ */
+
+/**
+ * @typedef {Object} ConsumerInfo
+ * @property {string} [consumerId]
+ * @property {string} [producerId]
+ * @property {string} [peerId] the publishing peer
+ * @property {'audio'|'video'} [kind]
+ * @property {string|null} mid
+ * @property {boolean} [paused]
+ */
+
+/**
+ * @typedef {Object} RemoteTrack
+ * @property {MediaStreamTrack} track
+ * @property {ConsumerInfo} info
+ * @property {MediaStream|undefined} stream the stream of the publishing peer
+ */
+
+/** A mediasrv participant: one WebSocket and two RTCPeerConnections. Create with `Client.connect`. */
+export class Client extends Emitter {
+  /**
+   * Use `Client.connect()`.
+   * @param {WebSocket} ws an open WebSocket
+   * @param {{requestTimeout?: number, rtcConfiguration?: RTCConfiguration}} [options]
+   */
+  constructor(ws, options = {}) {
+    super();
+    /** @type {WebSocket} */
+    this.ws = ws;
+    /** @type {number} */
+    this.requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
+    /** @type {RTCConfiguration} */
+    this._rtcConfiguration = options.rtcConfiguration || {};
+    this._nextId = 0;
+    /** @type {Map<number, {resolve: Function, reject: Function, timer: any, method: string}>} */
+    this._pending = new Map();
+    /** @type {Promise<unknown>} negotiations (send and receive) run one after another */
+    this._chain = Promise.resolve();
+    /** @type {() => void} */
+    this._setReady = () => {};
+    /** @type {Promise<void>} resolved when connect() resolves: server offers wait for it */
+    this._ready = new Promise((resolve) => {
+      this._setReady = resolve;
+    });
+    /** @type {RemoteTrack[]} the remote tracks received so far (minus closed consumers) */
+    this.tracks = [];
+    /** @type {RTCPeerConnection} the connection this client offers on: publishing, data */
+    this.sendPc = new RTCPeerConnection(this._rtcConfiguration);
+    /** @type {RTCPeerConnection|null} the connection the server offers on: subscribing */
+    this.recvPc = null;
+    /** @type {RTCDataChannel} */
+    this._control = this.sendPc.createDataChannel(CONTROL_LABEL);
+    /** @type {Map<string, RTCDataChannel>} channels opened by sendData(), by label */
+    this._channels = new Map();
+    /** @type {Map<string, ConsumerInfo>} */
+    this._consumersByMid = new Map();
+    /** @type {string} */
+    this.peerId = '';
+    /** @type {string} */
+    this.room = '';
+    /** @type {Array<{id: string, displayName: string, producers: ProducerInfo[]}>} the other peers */
+    this.peers = [];
+    /** @type {ProducerInfo[]} this client's producers, as of the last publish answer */
+    this.producers = [];
+    /** @type {boolean} */
+    this.closed = false;
+    this.sendPc.addEventListener('datachannel', (event) => this._onDataChannel(event.channel));
+    ws.addEventListener('message', (event) => this._onMessage(event));
+    ws.addEventListener('close', () => this._onSocketClosed());
+  }
+
+  /**
+   * Open the WebSocket, join the room and bring up the send connection.
+   * @param {string} url the server's http(s)/ws(s) URL or its /ws endpoint
+   * @param {ConnectOptions} options
+   * @returns {Promise<Client>} resolves once joined and the send connection is connected
+   */
+  static async connect(url, options) {
+    const { token, room, displayName = '', autoSubscribe = true } = options || {};
+    const limit = options?.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
+    const ws = await openSocket(signalingUrl(url), limit);
+    const client = new Client(ws, options);
+    try {
+      const result = await client.request('join', { token, room, displayName, autoSubscribe });
+      client.peerId = result.peerId;
+      client.room = result.room;
+      client.peers = result.peers;
+      await client._negotiateSend();
+      await waitConnected(client.sendPc, client.requestTimeout);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    client._setReady();
+    return client;
+  }
+
+  // ---- signaling ----
+
+  /**
+   * Send a request and wait for its response.
+   * @param {string} method
+   * @param {Object} [params]
+   * @returns {Promise<any>} the result; rejects with an Error having `.code`
+   */
+  request(method, params = {}) {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(codedError('closed', 'the client is closed'));
+    }
+    const id = ++this._nextId;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(codedError('timeout', `no response to ${method} within ${this.requestTimeout} ms`));
+      }, this.requestTimeout);
+      this._pending.set(id, { resolve, reject, timer, method });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /**
+   * @param {MessageEvent} event
+   */
+  _onMessage(event) {
+    if (typeof event.data !== 'string') return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch (error) {
+      console.warn('mediasrv-client: a frame that is not JSON', error);
+      return;
+    }
+    if (message.method !== undefined && message.id === undefined) {
+      this._notification(message.method, message.params || {});
+      return;
+    }
+    const pending = this._pending.get(message.id);
+    if (!pending) {
+      if (message.ok === false) console.warn('mediasrv-client: server error', message.error);
+      return;
+    }
+    this._pending.delete(message.id);
+    clearTimeout(pending.timer);
+    if (message.ok) {
+      pending.resolve(message.result);
+    } else {
+      const error = message.error || {};
+      pending.reject(codedError(error.code || '?', error.message || ''));
+    }
+  }
+
+  /**
+   * @param {string} method
+   * @param {any} params
+   */
+  _notification(method, params) {
+    if (method === 'offer') {
+      // wait for connect() before queueing: the first offer can arrive before the join response
+      this._ready.then(() => this._enqueue(() => this._answerOffer(params))).catch((error) => {
+        if (!this.closed) console.error("mediasrv-client: answering the server's offer failed", error);
+      });
+      return;
+    }
+    if (method === 'peerJoined' && params.peer) {
+      this.peers = this.peers.filter((p) => p.id !== params.peer.id).concat([params.peer]);
+    } else if (method === 'peerLeft') {
+      this.peers = this.peers.filter((p) => p.id !== params.peerId);
+    } else if (method === 'consumerClosed') {
+      this.tracks = this.tracks.filter((t) => t.info.consumerId !== params.consumerId);
+    }
+    this.emit(method, params);
+  }
+
+  _onSocketClosed() {
+    for (const [id, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      pending.reject(codedError('closed', `signaling closed before the response to ${pending.method}`));
+      this._pending.delete(id);
+    }
+    if (!this.closed) this.emit('disconnected');
+  }
+
+  /**
+   * Run `task` after every negotiation queued before it.
+   * @template T
+   * @param {() => Promise<T>} task
+   * @returns {Promise<T>}
+   */
+  _enqueue(task) {
+    const run = this._chain.then(task, task);
+    this._chain = run.catch(() => {});
+    return run;
+  }
+
+  // ---- publishing ----
+
+  /**
+   * Offer the send connection's current state; apply the server's answer.
+   * @returns {Promise<{sdp: string, producers: ProducerInfo[], pending: string[], rejected: Object<string, string>}>}
+   */
+  _negotiateSend() {
+    return this._enqueue(async () => {
+      const offer = await this.sendPc.createOffer();
+      await this.sendPc.setLocalDescription(offer);
+      const result = await this.request('publish', { sdp: this.sendPc.localDescription.sdp });
+      await this.sendPc.setRemoteDescription({ type: 'answer', sdp: result.sdp });
+      this.producers = result.producers;
+      return result;
+    });
+  }
+
+  /**
+   * Send the tracks of `stream`, one sendonly transceiver each.
+   * @param {MediaStream|MediaStreamTrack|MediaStreamTrack[]} stream
+   * @param {{simulcast?: boolean}} [options] simulcast: send video as three layers with rids
+   *   q/h/f (scaleResolutionDownBy 4/2/1); off by default
+   * @returns {Promise<ProducerInfo[]>} this client's producers after the negotiation (tracks whose
+   *   offer carries no SSRC appear once their first packet arrives; see `pending` in the protocol)
+   */
+  async publish(stream, options = {}) {
+    if (this.closed) throw codedError('closed', 'the client is closed');
+    const simulcast = Boolean(options.simulcast);
+    let media;
+    if (typeof MediaStream !== 'undefined' && stream instanceof MediaStream) media = stream;
+    else media = new MediaStream(Array.isArray(stream) ? stream : [stream]);
+    for (const track of media.getTracks()) {
+      /** @type {RTCRtpTransceiverInit} */
+      const init = { direction: 'sendonly', streams: [media] };
+      if (simulcast && track.kind === 'video') {
+        init.sendEncodings = [
+          { rid: 'q', scaleResolutionDownBy: 4 },
+          { rid: 'h', scaleResolutionDownBy: 2 },
+          { rid: 'f', scaleResolutionDownBy: 1 },
+        ];
+      }
+      this.sendPc.addTransceiver(track, init);
+    }
+    const result = await this._negotiateSend();
+    return result.producers.slice();
+  }
+
+  /**
+   * Stop sending `track`: its m-line becomes inactive and the server closes its producer.
+   * @param {MediaStreamTrack} track
+   * @returns {Promise<void>}
+   */
+  async unpublish(track) {
+    let found = false;
+    for (const transceiver of this.sendPc.getTransceivers()) {
+      if (transceiver.sender.track === track) {
+        transceiver.direction = 'inactive';
+        await transceiver.sender.replaceTrack(null);
+        found = true;
+      }
+    }
+    if (found) await this._negotiateSend();
+  }
+
+  /**
+   * Close one of this client's producers by id (the track keeps its m-line).
+   * @param {string} producerId
+   * @returns {Promise<void>}
+   */
+  async closeProducer(producerId) {
+    await this.request('closeProducer', { producerId });
+  }
+
+  // ---- subscribing ----
+
+  /**
+   * Answer one server offer on the receive connection (runs inside the negotiation chain).
+   * @param {{sdp: string, revision: number, consumers?: ConsumerInfo[]}} params
+   */
+  async _answerOffer(params) {
+    if (this.closed) return;
+    if (this.recvPc === null) {
+      this.recvPc = new RTCPeerConnection(this._rtcConfiguration);
+      this.recvPc.addEventListener('track', (event) => this._onTrack(event));
+    }
+    for (const info of params.consumers || []) {
+      if (info.mid != null) this._consumersByMid.set(String(info.mid), info);
+    }
+    await this.recvPc.setRemoteDescription({ type: 'offer', sdp: params.sdp });
+    const answer = await this.recvPc.createAnswer();
+    await this.recvPc.setLocalDescription(answer);
+    await this.request('answer', { sdp: this.recvPc.localDescription.sdp, revision: params.revision });
+  }
+
+  /**
+   * @param {RTCTrackEvent} event
+   */
+  _onTrack(event) {
+    const mid = event.transceiver ? event.transceiver.mid : null;
+    const info = (mid != null && this._consumersByMid.get(mid)) || { mid };
+    const stream = event.streams[0];
+    this.tracks = this.tracks.filter((t) => t.track !== event.track);
+    this.tracks.push({ track: event.track, info, stream });
+    this.emit('track', event.track, info, stream);
+  }
+
+  /**
+   * Subscribe to a producer (for clients that joined with `autoSubscribe: false`).
+   * @param {string} producerId
+   * @returns {Promise<string>} the consumer id; the track follows with the next offer
+   */
+  async subscribe(producerId) {
+    const result = await this.request('subscribe', { producerId });
+    return String(result.consumerId);
+  }
+
+  /**
+   * @param {string} producerId
+   * @returns {Promise<void>}
+   */
+  async unsubscribe(producerId) {
+    await this.request('unsubscribe', { producerId });
+  }
+
+  /**
+   * Stop forwarding one consumer.
+   * @param {string} consumerId
+   * @returns {Promise<void>}
+   */
+  async pauseConsumer(consumerId) {
+    await this.request('pauseConsumer', { consumerId });
+  }
+
+  /**
+   * Restart forwarding one consumer (video restarts at a keyframe).
+   * @param {string} consumerId
+   * @returns {Promise<void>}
+   */
+  async resumeConsumer(consumerId) {
+    await this.request('resumeConsumer', { consumerId });
+  }
+
+  /**
+   * The server's statistics of this peer: transports, producers and consumers.
+   * (For the browser's own numbers use `client.sendPc.getStats()` / `client.recvPc.getStats()`.)
+   * @returns {Promise<Object>}
+   */
+  async stats() {
+    return this.request('stats');
+  }
+
+  // ---- data ----
+
+  /**
+   * Send on the data channel with this label (opened on first use; messages sent before it
+   * opens go out, in order, when it opens). Labels starting with `mediasrv` are reserved.
+   * @param {string} label
+   * @param {string|ArrayBuffer|ArrayBufferView|Blob} message
+   */
+  sendData(label, message) {
+    if (this.closed) throw codedError('closed', 'the client is closed');
+    if (label.startsWith('mediasrv')) {
+      throw codedError('invalid_params', `data channel labels starting with 'mediasrv' are reserved`);
+    }
+    let channel = this._channels.get(label);
+    if (!channel) {
+      channel = this.sendPc.createDataChannel(label);
+      channel.binaryType = 'arraybuffer';
+      this._channels.set(label, channel);
+    }
+    if (channel.readyState === 'open') {
+      channel.send(/** @type {any} */ (message));
+    } else {
+      const ch = channel;
+      ch.addEventListener('open', () => ch.send(/** @type {any} */ (message)), { once: true });
+    }
+  }
+
+  /**
+   * A channel the server opened toward this client: another peer's DataProducer.
+   * @param {RTCDataChannel} channel
+   */
+  _onDataChannel(channel) {
+    const label = channel.label;
+    const peerId = channel.protocol;
+    channel.binaryType = 'arraybuffer';
+    channel.addEventListener('message', (event) => this.emit('data', label, event.data, peerId));
+  }
+
+  // ---- end ----
+
+  /**
+   * Leave the room and close the WebSocket and both peer connections. Idempotent.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.ws.readyState === WebSocket.OPEN) {
+        this.ws.send(JSON.stringify({ id: ++this._nextId, method: 'leave', params: {} }));
+      }
+    } catch (error) {
+      // the socket is going away anyway
+    }
+    this.ws.close();
+    this._onSocketClosed();
+    for (const channel of this._channels.values()) channel.close();
+    this.sendPc.close();
+    if (this.recvPc !== null) this.recvPc.close();
+    this.emit('close');
+  }
+}
+
+/**
+ * Open a WebSocket, bounded in time.
+ * @param {string} url
+ * @param {number} limit ms
+ * @returns {Promise<WebSocket>}
+ */
+function openSocket(url, limit) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const settle = (/** @type {string|null} */ why) => {
+      clearTimeout(timer);
+      ws.removeEventListener('open', opened);
+      ws.removeEventListener('error', errored);
+      ws.removeEventListener('close', closed);
+      if (why === null) {
+        resolve(ws);
+        return;
+      }
+      ws.close();
+      reject(codedError('connect_failed', `WebSocket ${url}: ${why}`));
+    };
+    const opened = () => settle(null);
+    const errored = () => settle('error while opening');
+    const closed = () => settle('closed while opening');
+    const timer = setTimeout(() => settle(`not open within ${limit} ms`), limit);
+    ws.addEventListener('open', opened);
+    ws.addEventListener('error', errored);
+    ws.addEventListener('close', closed);
+  });
+}
+
+export default Client;

@@ -1,0 +1,259 @@
+"""The SFU with real aiortc peers: publish, subscribe, late join, unpublish and leave, NACK
+repair under loss, pause/resume, data channels and active speaker. Runs on uvloop, as served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import uvloop
+from sfu_support import (
+    VIDEO_HEIGHT,
+    VIDEO_WIDTH,
+    FrameCounter,
+    LossyRelay,
+    PatternTrack,
+    RelayedClient,
+    ToneTrack,
+    started_server,
+    wait_for,
+    ws_url,
+)
+
+from mediasrv.client import Client
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    uvloop.run(asyncio.wait_for(coro, 90))
+
+
+def test_one_publisher_three_subscribers_decode_video_and_audio() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="visit", display_name="nurse")
+        producers = await publisher.publish([PatternTrack(), ToneTrack()])
+        assert sorted(p["kind"] for p in producers) == ["audio", "video"]
+        subscribers = [
+            await Client.connect(url, token="t", room="visit", display_name=f"s{i}")
+            for i in range(3)
+        ]
+        counters = [FrameCounter(s) for s in subscribers]
+        try:
+            await wait_for(
+                lambda: all(c.frames["video"] >= 60 and c.frames["audio"] >= 100 for c in counters),
+                20,
+                "every subscriber decoding 60 video frames and 100 audio frames",
+            )
+            for counter in counters:
+                assert counter.sizes == {(VIDEO_WIDTH, VIDEO_HEIGHT)}
+                assert {i["peerId"] for i in counter.infos} == {publisher.peer_id}
+            room = server.rooms["visit"]
+            assert len(room.peers) == 4
+            stats = server.stats()["workers"][0]
+            # forwarded in the data plane: three copies of every packet, nothing dropped
+            assert stats["dropped"]["not_ice"] == 0
+            assert stats["dropped"]["unprotect"] == 0
+        finally:
+            for counter in counters:
+                await counter.close()
+            for client in [*subscribers, publisher]:
+                await client.close()
+            await server.close()
+
+    run(main())
+
+
+def test_late_joiner_gets_a_keyframe_within_one_second() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        await publisher.publish([PatternTrack()])
+        early = await Client.connect(url, token="t", room="r")
+        early_counter = FrameCounter(early)
+        late: Client | None = None
+        late_counter: FrameCounter | None = None
+        try:
+            await wait_for(lambda: early_counter.frames["video"] >= 30, 15, "the first subscriber")
+            await asyncio.sleep(2)  # the publisher is well past its first keyframe
+            late = await Client.connect(url, token="t", room="r")
+            late_counter = FrameCounter(late)
+            counter = late_counter
+            await wait_for(lambda: counter.frames["video"] >= 1, 10, "a frame at the late joiner")
+            delay = counter.first_frame_at["video"] - counter.track_at["video"]
+            assert delay < 1.0, f"first frame {delay:.2f} s after the track appeared"
+        finally:
+            for c in (early_counter, late_counter):
+                if c is not None:
+                    await c.close()
+            for client in (late, early, publisher):
+                if client is not None:
+                    await client.close()
+            await server.close()
+
+    run(main())
+
+
+def test_unpublish_and_leave_propagate() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        video, audio = PatternTrack(), ToneTrack()
+        await publisher.publish([video, audio])
+        subscriber = await Client.connect(url, token="t", room="r")
+        counter = FrameCounter(subscriber)
+        events: list[tuple[str, dict[str, Any]]] = []
+        for name in ("producerClosed", "consumerClosed", "peerLeft"):
+            subscriber.on(name, lambda params, name=name: events.append((name, params)))
+        try:
+            await wait_for(lambda: counter.frames["video"] >= 10, 15, "video at the subscriber")
+            await publisher.unpublish(video)
+            await wait_for(
+                lambda: any(n == "producerClosed" for n, _ in events), 5, "producerClosed"
+            )
+            await wait_for(lambda: any(n == "consumerClosed" for n, _ in events), 5, "consumer")
+            room = server.rooms["r"]
+            assert [p.kind for p in room.router.producers.values()] == ["audio"]
+            audio_before = counter.frames["audio"]
+            await asyncio.sleep(0.5)
+            assert counter.frames["audio"] > audio_before, "audio stopped with the video"
+            await publisher.close()
+            await wait_for(lambda: any(n == "peerLeft" for n, _ in events), 5, "peerLeft")
+            await wait_for(lambda: not room.router.producers, 5, "the producers to close")
+            await subscriber.close()
+            await wait_for(lambda: not server.rooms, 5, "the empty room to close")
+            assert room.router.closed
+            assert server.workers[0].plane is not None
+            assert server.workers[0].plane.transports == 0
+        finally:
+            await counter.close()
+            await subscriber.close()
+            await publisher.close()
+            await server.close()
+
+    run(main())
+
+
+def test_nack_repairs_five_percent_loss_on_a_subscriber_downlink() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        worker = server.workers[0]
+        relay = await LossyRelay.start(("127.0.0.1", worker.port), loss=0.05)
+        publisher = await Client.connect(url, token="t", room="r")
+        await publisher.publish([PatternTrack(640, 480, noisy=True)])
+        RelayedClient.relay_port, RelayedClient.server_port = relay.port, worker.port
+        subscriber = await RelayedClient.connect(url, token="t", room="r")
+        counter = FrameCounter(subscriber)
+        try:
+            await wait_for(lambda: counter.frames["video"] >= 10, 15, "video through the relay")
+            counter.reset_gaps()
+            start_frames = counter.frames["video"]
+            await asyncio.sleep(5)
+            frames = counter.frames["video"] - start_frames
+            stats = await subscriber.stats()
+            video = next(c for c in stats["consumers"] if c["kind"] == "video")
+            assert relay.dropped >= 10, f"the relay dropped only {relay.dropped} packets"
+            assert video["nackReceived"] > 0, stats
+            assert video["retransmitted"] > 0, stats
+            # about 150 frames in 5 s: repaired loss keeps nearly all of them decodable
+            assert frames >= 120, f"only {frames} frames decoded in 5 s under 5% loss"
+            assert counter.max_gap["video"] < 1.0, counter.max_gap
+        finally:
+            await counter.close()
+            await subscriber.close()
+            await publisher.close()
+            relay.close()
+            await server.close()
+
+    run(main())
+
+
+def test_pause_and_resume_a_consumer() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        await publisher.publish([PatternTrack()])
+        subscriber = await Client.connect(url, token="t", room="r")
+        counter = FrameCounter(subscriber)
+        try:
+            await wait_for(lambda: counter.frames["video"] >= 10, 15, "video")
+            consumer_id = counter.infos[0]["consumerId"]
+            await subscriber.pause_consumer(consumer_id)
+            await asyncio.sleep(0.3)
+            paused_at = counter.frames["video"]
+            await asyncio.sleep(1.0)
+            assert counter.frames["video"] - paused_at <= 1
+            await subscriber.resume_consumer(consumer_id)
+            resumed = time.monotonic()
+            await wait_for(lambda: counter.frames["video"] >= paused_at + 15, 5, "resumed video")
+            assert time.monotonic() - resumed < 3
+            stats = await subscriber.stats()
+            assert stats["consumers"][0]["paused"] is False
+        finally:
+            await counter.close()
+            await subscriber.close()
+            await publisher.close()
+            await server.close()
+
+    run(main())
+
+
+def test_data_channel_messages_reach_the_other_peers_with_the_sender_id() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        a = await Client.connect(url, token="t", room="r", display_name="a")
+        b = await Client.connect(url, token="t", room="r", display_name="b")
+        got_a: list[tuple[str, Any, str]] = []
+        got_b: list[tuple[str, Any, str]] = []
+        a.on("data", lambda label, message, peer: got_a.append((label, message, peer)))
+        b.on("data", lambda label, message, peer: got_b.append((label, message, peer)))
+        try:
+            a.send_data("chat", "hello from a")
+            await wait_for(lambda: bool(got_b), 10, "a's message at b")
+            assert got_b[0] == ("chat", "hello from a", a.peer_id)
+            b.send_data("chat", b"\x00\x01binary")
+            await wait_for(lambda: bool(got_a), 10, "b's message at a")
+            assert got_a[0] == ("chat", b"\x00\x01binary", b.peer_id)
+            # a late joiner receives later messages of an existing channel
+            c = await Client.connect(url, token="t", room="r", display_name="c")
+            got_c: list[tuple[str, Any, str]] = []
+            c.on("data", lambda label, message, peer: got_c.append((label, message, peer)))
+            await asyncio.sleep(0.5)
+            a.send_data("chat", "second")
+            await wait_for(lambda: bool(got_c), 10, "a's message at the late joiner")
+            assert got_c[0] == ("chat", "second", a.peer_id)
+            await c.close()
+        finally:
+            await a.close()
+            await b.close()
+            await server.close()
+
+    run(main())
+
+
+def test_active_speaker_is_the_loud_one() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        quiet = await Client.connect(url, token="t", room="r", display_name="quiet")
+        loud = await Client.connect(url, token="t", room="r", display_name="loud")
+        speakers: list[str] = []
+        quiet.on("activeSpeaker", lambda params: speakers.append(params["peerId"]))
+        try:
+            await quiet.publish([ToneTrack(amplitude=0.001)])
+            await loud.publish([ToneTrack(amplitude=0.8)])
+            await wait_for(lambda: bool(speakers), 10, "an activeSpeaker notification")
+            assert speakers[-1] == loud.peer_id
+        finally:
+            await quiet.close()
+            await loud.close()
+            await server.close()
+
+    run(main())
