@@ -204,6 +204,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
     sections: list[list[str]] = []
     accepted_mids: list[str] = []
     seen_mids: set[str] = set()
+    seen_ssrcs: set[int] = set()
     for index, media in enumerate(offer.media):
         mid = media.rtp.muxId or str(index)
         if mid in seen_mids:
@@ -280,6 +281,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         sending = direction in ("sendrecv", "sendonly")
         answer_direction = "recvonly" if sending else "inactive"
         ssrc, rtx_ssrc = _ssrcs(media)
+        _check_rtp_numbers(mid, (pt, rtx_pt), extensions, (ssrc, rtx_ssrc), seen_ssrcs)
         stream_id, track_id = _msid(media)
         tracks.append(
             OfferedTrack(
@@ -345,6 +347,39 @@ def _ssrcs(media: aiortc_sdp.MediaDescription) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _check_rtp_numbers(
+    mid: str,
+    payload_types: tuple[int, int],
+    extensions: dict[str, int],
+    ssrcs: tuple[int | None, int | None],
+    seen_ssrcs: set[int],
+) -> None:
+    """aiortc parses any integer; RTP carries 7-bit payload types, 1..255 extension ids and
+    32-bit SSRCs, and one SSRC belongs to one section."""
+    for pt in payload_types:
+        if not 0 <= pt <= 127:
+            raise NegotiationError(
+                "invalid_sdp", f"offer: media {mid}: payload type {pt} is outside 0..127"
+            )
+    for uri, ext_id in extensions.items():
+        if not 1 <= ext_id <= 255:
+            raise NegotiationError(
+                "invalid_sdp", f"offer: media {mid}: extmap id {ext_id} of {uri} is outside 1..255"
+            )
+    for ssrc in ssrcs:
+        if ssrc is None:
+            continue
+        if not 0 <= ssrc <= 0xFFFFFFFF:
+            raise NegotiationError(
+                "invalid_sdp", f"offer: media {mid}: ssrc {ssrc} is outside 0..4294967295"
+            )
+        if ssrc in seen_ssrcs:
+            raise NegotiationError(
+                "invalid_sdp", f"offer: media {mid}: ssrc {ssrc} is used by another section"
+            )
+        seen_ssrcs.add(ssrc)
+
+
 def _msid(media: aiortc_sdp.MediaDescription) -> tuple[str, str]:
     value = media.msid
     if not value:
@@ -354,7 +389,8 @@ def _msid(media: aiortc_sdp.MediaDescription) -> tuple[str, str]:
                 break
     if value:
         parts = value.split()
-        return parts[0], parts[1] if len(parts) > 1 else ""
+        if parts:
+            return parts[0], parts[1] if len(parts) > 1 else ""
     return "", ""
 
 

@@ -33,6 +33,7 @@ class Room(Emitter):
         self.peers: dict[str, Peer] = {}
         self.closed = False
         router.on("activespeaker", self._active_speaker)
+        router.on("producer", self._producer_added)
 
     def join(
         self,
@@ -50,33 +51,39 @@ class Room(Emitter):
         peer = Peer(self, display_name, notify, auto_subscribe=auto_subscribe, app_data=app_data)
         others = list(self.peers.values())
         self.peers[peer.id] = peer
-        peer.on("producer", lambda producer: self._producer_added(peer, producer))
         peer.on("dataproducer", lambda dp: self._data_producer_added(peer, dp))
         peer.on("close", lambda: self._peer_left(peer))
         peer.send_transport.on("connected", lambda: self._data_ready(peer))
         for other in others:
             other.notify("peerJoined", {"peer": peer.info()})
         if auto_subscribe:
-            for other in others:
-                for producer in list(other.producers.values()):
-                    peer.subscribe(producer)
+            for producer in list(self.router.producers.values()):
+                peer.subscribe(producer)
         self.emit("peerjoined", peer)
         return peer
 
-    def _producer_added(self, owner: Peer, producer: Producer) -> None:
-        info = owner._producer_info(producer)
-        producer.on("close", lambda: self._producer_closed(owner, producer))
+    def _producer_added(self, producer: Producer) -> None:
+        """Any producer of the router — a peer's, or an ingest's (PlainRtpTransport)."""
+        owner_id = producer.app_data.get("peerId")
+        info = {
+            "id": producer.id,
+            "kind": producer.kind,
+            "mid": producer.mid,
+            "mimeType": producer.codec.mime_type,
+            "peerId": owner_id,
+        }
+        producer.on("close", lambda: self._producer_closed(owner_id, producer))
         for peer in list(self.peers.values()):
-            if peer is owner:
+            if peer.id == owner_id:
                 continue
             peer.notify("producerAdded", info)
             if peer.auto_subscribe:
                 peer.subscribe(producer)
 
-    def _producer_closed(self, owner: Peer, producer: Producer) -> None:
+    def _producer_closed(self, owner_id: str | None, producer: Producer) -> None:
         for peer in list(self.peers.values()):
-            if peer is not owner and not peer.closed:
-                peer.notify("producerClosed", {"producerId": producer.id, "peerId": owner.id})
+            if peer.id != owner_id and not peer.closed:
+                peer.notify("producerClosed", {"producerId": producer.id, "peerId": owner_id})
 
     def _data_producer_added(self, owner: Peer, producer: DataProducer) -> None:
         for peer in list(self.peers.values()):

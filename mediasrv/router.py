@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mediasrv.events import Emitter
 
 if TYPE_CHECKING:
+    from mediasrv.plain_rtp_transport import PlainRtpTransport
     from mediasrv.producer import Producer
     from mediasrv.transport import Transport
     from mediasrv.webrtc_transport import WebRtcTransport
@@ -47,6 +48,19 @@ class Router(Emitter):
             consent_timeout=cfg.consent_timeout,
             enable_sctp=enable_sctp,
             app_data=app_data,
+        )
+        self.transports[transport.id] = transport
+        return transport
+
+    def create_plain_transport(
+        self, *, app_data: dict[str, Any] | None = None
+    ) -> PlainRtpTransport:
+        from mediasrv.plain_rtp_transport import PlainRtpTransport
+
+        if self.closed:
+            raise RuntimeError("the router is closed")
+        transport = PlainRtpTransport(
+            self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
         )
         self.transports[transport.id] = transport
         return transport
