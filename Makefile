@@ -73,6 +73,7 @@ bench: build
 	$(VENV)/bin/pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
 		--benchmark-sort=name --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(PY) -m bench.report .benchmarks/latest.json
+	$(PY) -m bench.server_bench --subscribers 1,10,50,100 --seconds 5 --json .benchmarks/server.json
 
 # Build the extension with AddressSanitizer, run the suite once, then rebuild it normally.
 asan-test: install

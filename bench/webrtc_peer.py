@@ -1,0 +1,276 @@
+"""A lightweight, real WebRTC peer for load tests: the signaling protocol, ICE (STUN binding
+requests with USE-CANDIDATE, MESSAGE-INTEGRITY and FINGERPRINT, consent checks), DTLS 1.2 as
+the client with fingerprint checks, SRTP — but no media stack: a publisher sends synthetic VP8
+packets carrying their send time, a subscriber unprotects and counts what arrives and how late.
+
+Hundreds of these fit in one process, where as many aiortc peers would each decode video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import struct
+import time
+from typing import Any
+
+import aiohttp
+from aioice import stun
+
+from mediasrv import _core
+from mediasrv.certificate import Certificate
+from mediasrv.dtls_session import DtlsError, DtlsRole, DtlsSession
+
+PAYLOAD_SIZE = 1100
+VP8_PT = 96
+CONSENT_INTERVAL = 5.0
+
+
+def _candidate(sdp: str) -> tuple[str, int]:
+    match = re.search(r"a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ host", sdp)
+    if match is None:
+        raise ValueError("no host candidate in the server's description")
+    return match.group(1), int(match.group(2))
+
+
+def _attr(sdp: str, name: str) -> str:
+    match = re.search(rf"a={name}:(\S+)", sdp)
+    if match is None:
+        raise ValueError(f"no a={name} in the server's description")
+    return match.group(1)
+
+
+def _fingerprint(sdp: str) -> tuple[str, str]:
+    match = re.search(r"a=fingerprint:(\S+) (\S+)", sdp)
+    if match is None:
+        raise ValueError("no a=fingerprint in the server's description")
+    return match.group(1), match.group(2)
+
+
+class BenchPeer:
+    """One peer: a signaling connection, and one UDP socket per WebRTC transport."""
+
+    def __init__(self, url: str, room: str) -> None:
+        self.url = url
+        self.room = room
+        self.certificate = Certificate.generate()
+        self.peer_id = ""
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.links: list[Link] = []
+
+    async def join(self, auto_subscribe: bool) -> None:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
+        self._reader = asyncio.create_task(self._read())
+        result = await self.request(
+            "join", {"token": "bench", "room": self.room, "autoSubscribe": auto_subscribe}
+        )
+        self.peer_id = result["peerId"]
+
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
+        assert self._ws is not None
+        self._next_id += 1
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[self._next_id] = fut
+        await self._ws.send_str(
+            json.dumps({"id": self._next_id, "method": method, "params": params})
+        )
+        return await asyncio.wait_for(fut, 15)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            message = json.loads(msg.data)
+            if "id" not in message:
+                if message.get("method") == "offer":
+                    self.offers.put_nowait(message["params"])
+                continue
+            fut = self._pending.pop(message["id"], None)
+            if fut is not None and not fut.done():
+                if message["ok"]:
+                    fut.set_result(message["result"])
+                else:
+                    fut.set_exception(RuntimeError(message["error"]))
+
+    def _local_description(self, ufrag: str, pwd: str, setup: str) -> list[str]:
+        return [
+            f"a=ice-ufrag:{ufrag}",
+            f"a=ice-pwd:{pwd}",
+            f"a=fingerprint:sha-256 {self.certificate.fingerprint}",
+            f"a=setup:{setup}",
+        ]
+
+    async def publish_video(self, ssrc: int) -> Link:
+        """Send an offer with one VP8 sendonly section; returns the connected link."""
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+        lines = [
+            "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0",
+            f"m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT}", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+            "a=rtcp-mux", f"a=rtpmap:{VP8_PT} VP8/90000", f"a=rtcp-fb:{VP8_PT} nack",
+            f"a=rtcp-fb:{VP8_PT} nack pli", f"a=ssrc:{ssrc} cname:bench", "a=msid:bench video",
+            *self._local_description(ufrag, pwd, "actpass"),
+        ]  # fmt: skip
+        result = await self.request("publish", {"sdp": "\r\n".join(lines) + "\r\n"})
+        answer = result["sdp"]
+        link = await Link.open(self, answer, ufrag, pwd)
+        self.links.append(link)
+        return link
+
+    async def answer_next_offer(self) -> Link:
+        """Answer the server's offer for the receive transport; returns the connected link."""
+        offer = await asyncio.wait_for(self.offers.get(), 15)
+        sdp: str = offer["sdp"]
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+        mids = re.findall(r"a=mid:(\S+)", sdp)
+        sections = sdp.split("\r\nm=")[1:]
+        lines = [
+            "v=0",
+            "o=- 2 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "a=group:BUNDLE " + " ".join(mids),
+        ]
+        for mid, section in zip(mids, sections, strict=True):
+            header = section.split("\r\n", 1)[0]
+            rtpmaps = [line for line in section.split("\r\n") if line.startswith("a=rtpmap:")]
+            lines += [
+                f"m={header}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}", "a=recvonly", "a=rtcp-mux",
+                *rtpmaps, *self._local_description(ufrag, pwd, "active"),
+            ]  # fmt: skip
+        await self.request(
+            "answer", {"sdp": "\r\n".join(lines) + "\r\n", "revision": offer["revision"]}
+        )
+        link = await Link.open(self, sdp, ufrag, pwd)
+        self.links.append(link)
+        return link
+
+    async def close(self) -> None:
+        for link in self.links:
+            link.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()
+
+
+class Link:
+    """One WebRTC transport of a BenchPeer: ICE, DTLS (client), SRTP."""
+
+    def __init__(self, peer: BenchPeer, remote_sdp: str, ufrag: str, pwd: str) -> None:
+        self.remote = _candidate(remote_sdp)
+        self.remote_ufrag = _attr(remote_sdp, "ice-ufrag")
+        self.remote_pwd = _attr(remote_sdp, "ice-pwd")
+        self.ufrag, self.pwd = ufrag, pwd
+        self.sock = _core.UdpBatchSocket("127.0.0.1", 0, recv_buffer=4 << 20, send_buffer=4 << 20)
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.outbound: _core.SrtpSession | None = None
+        self.inbound: _core.SrtpSession | None = None
+        self.received = 0
+        self.latencies_us: list[int] = []
+        self.highest = -1
+        # unprotect and time every packet, or (cheaper, for most subscribers of a large room)
+        # only count RTP datagrams
+        self.measure = True
+        self._consent: asyncio.Task[None] | None = None
+        self.dtls = DtlsSession(
+            peer.certificate,
+            DtlsRole.CLIENT,
+            [_fingerprint(remote_sdp)],
+            self._send,
+            self._dtls_connected,
+            lambda data: None,
+            self._dtls_failed,
+            lambda: None,
+        )
+
+    def _send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.remote)
+
+    @classmethod
+    async def open(cls, peer: BenchPeer, remote_sdp: str, ufrag: str, pwd: str) -> Link:
+        link = cls(peer, remote_sdp, ufrag, pwd)
+        link.sock.start(asyncio.get_running_loop(), link._datagrams)
+        link._consent = asyncio.create_task(link._keep_consent())
+        await asyncio.wait_for(link.connected, 15)
+        return link
+
+    def _binding(self) -> None:
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{self.remote_ufrag}:{self.ufrag}"
+        request.attributes["PRIORITY"] = 2130706431
+        request.attributes["ICE-CONTROLLING"] = secrets.randbits(64)
+        request.attributes["USE-CANDIDATE"] = None
+        request.add_message_integrity(self.remote_pwd.encode())
+        self.sock.sendto(bytes(request), self.remote)
+
+    async def _keep_consent(self) -> None:
+        while not self.connected.done():
+            self._binding()
+            await asyncio.sleep(0.1)
+        while True:
+            await asyncio.sleep(CONSENT_INTERVAL)
+            self._binding()
+
+    def _datagrams(self, datagrams: list[tuple[bytes, tuple[str, int]]]) -> None:
+        now_ns = time.monotonic_ns()
+        for data, _addr in datagrams:
+            first = data[0]
+            if first < 4:
+                if self.dtls.state == "new":
+                    self.dtls.start()
+            elif 20 <= first <= 63:
+                self.dtls.feed(data)
+            elif 128 <= first <= 191 and self.inbound is not None and not 192 <= data[1] <= 223:
+                if not self.measure:
+                    self.received += 1
+                    continue
+                try:
+                    rtp = self.inbound.unprotect(data)
+                except _core.SrtpError:
+                    continue
+                self.received += 1
+                seq = (rtp[2] << 8) | rtp[3]
+                self.highest = max(self.highest, seq)
+                if len(rtp) >= 28:
+                    (sent_ns,) = struct.unpack_from("!Q", rtp, 16)
+                    self.latencies_us.append((now_ns - sent_ns) // 1000)
+
+    def _dtls_connected(self, profile: _core.SrtpProfile, material: bytes) -> None:
+        self.outbound, self.inbound = _core.srtp_sessions_from_keying_material(
+            material, profile, is_client=True
+        )
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def _dtls_failed(self, error: DtlsError) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(str(error)))
+
+    def send_video(self, ssrc: int, seq: int, timestamp: int, keyframe: bool) -> None:
+        """One synthetic VP8 packet: descriptor, payload header, send time, filler."""
+        assert self.outbound is not None
+        descriptor = b"\x10" if keyframe else b"\x00"
+        vp8_header = b"\x00\x00\x00" if keyframe else b"\x01\x00\x00"
+        payload = descriptor + vp8_header + struct.pack("!Q", time.monotonic_ns())
+        payload += bytes(PAYLOAD_SIZE - len(payload))
+        header = struct.pack("!BBHII", 0x80, VP8_PT, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+        self.sock.sendto(self.outbound.protect(header + payload), self.remote)
+
+    def close(self) -> None:
+        if self._consent is not None:
+            self._consent.cancel()
+        self.sock.close()
