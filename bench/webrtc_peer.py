@@ -185,6 +185,7 @@ class Link:
         # unprotect and time every packet, or (cheaper, for most subscribers of a large room)
         # only count RTP datagrams
         self.measure = True
+        self.rtcp: list[bytes] = []  # unprotected RTCP compounds from the server
         self._consent: asyncio.Task[None] | None = None
         self.dtls = DtlsSession(
             peer.certificate,
@@ -234,7 +235,10 @@ class Link:
                     self.dtls.start()
             elif 20 <= first <= 63:
                 self.dtls.feed(data)
-            elif 128 <= first <= 191 and self.inbound is not None and not 192 <= data[1] <= 223:
+            elif 128 <= first <= 191 and self.inbound is not None and 192 <= data[1] <= 223:
+                with contextlib.suppress(_core.SrtpError):
+                    self.rtcp.append(self.inbound.unprotect_rtcp(data))
+            elif 128 <= first <= 191 and self.inbound is not None:
                 if not self.measure:
                     self.received += 1
                     continue
@@ -269,6 +273,18 @@ class Link:
         payload += bytes(PAYLOAD_SIZE - len(payload))
         header = struct.pack("!BBHII", 0x80, VP8_PT, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
         self.sock.sendto(self.outbound.protect(header + payload), self.remote)
+
+    def send_rtcp(self, packets: list[Any]) -> None:
+        assert self.outbound is not None
+        self.sock.sendto(self.outbound.protect_rtcp(_core.serialize_rtcp(packets)), self.remote)
+
+    def stop_consent(self) -> None:
+        """Stop answering for this address (as a peer that went away would)."""
+        if self._consent is not None:
+            self._consent.cancel()
+
+    def rtcp_packets(self) -> list[Any]:
+        return [p for data in self.rtcp for p in _core.parse_rtcp(data).packets]
 
     def close(self) -> None:
         if self._consent is not None:

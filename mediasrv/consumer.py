@@ -39,6 +39,7 @@ class Consumer(Emitter):
         self.rtx_ssrc = rtx_ssrc if producer.kind == "video" else 0
         self.app_data = dict(app_data or {})
         self.closed = False
+        self.started = False
         self.mid: str | None = None
         self.rtt_ms: float | None = None
         self.fraction_lost = 0
@@ -68,7 +69,16 @@ class Consumer(Emitter):
         """Attach to the producer's stream: packets flow (from a keyframe, for video)."""
         if self.closed:
             return
+        self.started = True
         self.producer.stream.add_consumer(self.plane)
+        self._want_keyframe()
+
+    def _want_keyframe(self) -> None:
+        # asked now, and again by the producer until a keyframe arrives: a publisher may ignore
+        # a request (Chrome honours one per 300 ms, so a second subscriber starting right after
+        # the first would otherwise wait for the next periodic keyframe, minutes away)
+        if self.kind == "video":
+            self.producer.awaiting_keyframe.add(self)
         self.producer.request_keyframe(force=True)
 
     def pause(self) -> None:
@@ -79,7 +89,8 @@ class Consumer(Emitter):
     def resume(self) -> None:
         if self.plane.paused:
             self.plane.resume()
-            self.producer.request_keyframe(force=True)
+            if self.started:
+                self._want_keyframe()
             self.emit("resume")
 
     def request_keyframe(self) -> None:
@@ -114,6 +125,7 @@ class Consumer(Emitter):
         self.closed = True
         self.plane.close()
         self.producer.consumers.pop(self.id, None)
+        self.producer.awaiting_keyframe.discard(self)
         self.transport._consumer_closed(self)
         self.emit("close")
 

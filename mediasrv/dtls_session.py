@@ -237,8 +237,18 @@ class DtlsSession:
     def _fail(self, error: DtlsError) -> None:
         if self.state in ("failed", "closed"):
             return
+        handshake_done = self.state == "connecting" and error.reason in (
+            "fingerprint",
+            "no_certificate",
+            "srtp_profile",
+        )
         self.state = "failed"
         self._cancel_timers()
+        if handshake_done:
+            # tell the peer at once instead of leaving it to time out
+            with contextlib.suppress(SSL.Error):
+                self._ssl.shutdown()
+            self._flush()
         log.info("DTLS failed (%s, records in %d): %s", self.role.value, self.records_in, error)
         self._on_failed(error)
 

@@ -418,8 +418,14 @@ def build_subscribe_offer(local: LocalParameters, slots: list[SubscribeSlot], ve
                 "c=IN IP4 0.0.0.0",
                 f"a=mid:{slot.mid}",
                 "a=inactive",
-                f"a=rtpmap:{pt} " + ("opus/48000/2" if slot.kind == "audio" else "VP8/90000"),
+                "a=rtcp-mux",
             ]
+            # ICE and DTLS attributes on a closed section too: aiortc refuses an offer with any
+            # m-line lacking them (so does JSEP's recycling of mids); browsers ignore them here
+            body += _transport_lines(local, "actpass", False)
+            body.append(
+                f"a=rtpmap:{pt} " + ("opus/48000/2" if slot.kind == "audio" else "VP8/90000")
+            )
             continue
         rtx_pt = spec.rtx_payload_type if slot.rtx_ssrc else 0
         fmts = [spec.payload_type] + ([rtx_pt] if rtx_pt else [])

@@ -48,6 +48,8 @@ class Producer(Emitter):
         self.extensions = dict(extensions)
         self.app_data = dict(app_data or {})
         self.consumers: dict[str, Consumer] = {}
+        # started video consumers still waiting for their first keyframe (see retry_keyframe)
+        self.awaiting_keyframe: set[Consumer] = set()
         self.closed = False
         self.paused = False
         self.keyframe_requests = 0
@@ -78,6 +80,19 @@ class Producer(Emitter):
         self.keyframe_requests += 1
         return bool(self.transport.send_pli(self.ssrc))
 
+    def retry_keyframe(self) -> None:
+        """Ask again (spaced by KEYFRAME_REQUEST_INTERVAL) while a started, unpaused consumer
+        still waits for a keyframe: the publisher may have ignored or lost the first request."""
+        waiting = False
+        for consumer in list(self.awaiting_keyframe):
+            plane = consumer.plane
+            if consumer.closed or plane.paused or not plane.waiting_keyframe:
+                self.awaiting_keyframe.discard(consumer)  # resume() adds it again
+            else:
+                waiting = True
+        if waiting:
+            self.request_keyframe()
+
     def stats(self) -> dict[str, Any]:
         s = self.stream
         return {
@@ -101,6 +116,7 @@ class Producer(Emitter):
         self.closed = True
         for consumer in list(self.consumers.values()):
             consumer.close()
+        self.awaiting_keyframe.clear()
         self.stream.close()
         self.transport._producer_closed(self)
         self.emit("close")

@@ -169,11 +169,14 @@ class Transport(Emitter):
         return bool(self.plane.send_rtcp(_core.serialize_rtcp(packets)))
 
     def tick_nack(self) -> None:
-        """Ask publishers for the packets the data plane found missing."""
+        """Ask publishers for the packets the data plane found missing, and again for the
+        keyframes that consumers still wait for."""
         if not self.producers or not self.connected:
             return
         packets: list[Any] = []
         for producer in self.producers.values():
+            if producer.awaiting_keyframe:
+                producer.retry_keyframe()
             lost = producer.stream.take_nacks()
             if lost:
                 packets.append(_core.RtcpNack(self.rtcp_ssrc, producer.ssrc, lost))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import struct
 import time
 from collections import Counter
 from typing import Any
@@ -106,7 +107,7 @@ class Worker(Emitter):
     def on_stun(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             message = stun.parse_message(data)
-        except (ValueError, IndexError, KeyError) as exc:
+        except (ValueError, IndexError, KeyError, struct.error) as exc:
             self.count_drop("stun_malformed")
             log.debug("malformed STUN from %s: %s", addr, exc)
             return
@@ -142,8 +143,7 @@ class Worker(Emitter):
         )
         response.attributes["XOR-MAPPED-ADDRESS"] = addr
         response.add_message_integrity(key)
-        assert self.socket is not None
-        self.socket.sendto(bytes(response), addr)
+        self._send_stun(bytes(response), addr)
         transport.handle_binding(addr, "USE-CANDIDATE" in message.attributes)
 
     def _stun_error(
@@ -154,8 +154,17 @@ class Worker(Emitter):
         )
         response.attributes["ERROR-CODE"] = (code, reason)
         response.add_fingerprint()
-        if self.socket is not None:
-            self.socket.sendto(bytes(response), addr)
+        self._send_stun(bytes(response), addr)
+
+    def _send_stun(self, data: bytes, addr: tuple[str, int]) -> None:
+        # a full send buffer or an unusable source address (port 0) must not escape into the
+        # data plane, which would log a traceback per datagram
+        if self.socket is None:
+            return
+        try:
+            self.socket.sendto(data, addr)
+        except OSError as exc:
+            log.debug("STUN response to %s not sent: %s", addr, exc)
 
     def on_dtls(self, plane_transport: _core.PlaneTransport, data: bytes) -> None:
         owner = plane_transport.owner

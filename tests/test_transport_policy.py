@@ -1,0 +1,206 @@
+"""ICE-lite, DTLS and RTCP policy seen from the wire, with BenchPeer (bench/webrtc_peer.py):
+a real ICE/DTLS/SRTP peer whose packets the test controls one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import uvloop
+from sfu_support import started_server, wait_for, ws_url
+
+from bench.webrtc_peer import BenchPeer, Link
+from mediasrv import _core
+from mediasrv.certificate import Certificate
+from mediasrv.config import MediaConfig
+from mediasrv.media_server import MediaServer
+
+SSRC = 0xABC
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    uvloop.run(asyncio.wait_for(coro, 60))
+
+
+async def publisher_and_subscriber(
+    server: MediaServer, room: str = "r"
+) -> tuple[BenchPeer, Link, BenchPeer, Link]:
+    url = ws_url(server)
+    pub = BenchPeer(url, room)
+    await pub.join(auto_subscribe=False)
+    pub_link = await pub.publish_video(SSRC)
+    sub = BenchPeer(url, room)
+    await sub.join(auto_subscribe=True)
+    sub_link = await sub.answer_next_offer()
+    return pub, pub_link, sub, sub_link
+
+
+def send(link: Link, seqs: range | list[int]) -> None:
+    for n in seqs:
+        link.send_video(SSRC, n, n * 3000, keyframe=n % 30 == 0)
+
+
+def test_reports_remb_and_keyframe_request_reach_the_publisher() -> None:
+    async def main() -> None:
+        server = await started_server(media=MediaConfig(max_incoming_bitrate=2_000_000))
+        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
+        try:
+            # a consumer that starts asks the publisher for a keyframe
+            await wait_for(
+                lambda: any(isinstance(p, _core.RtcpPli) for p in pub_link.rtcp_packets()),
+                3,
+                "a PLI at the publisher when the consumer starts",
+            )
+            for burst in range(20):
+                send(pub_link, range(burst * 10, burst * 10 + 10))
+                await asyncio.sleep(0.05)
+            await wait_for(lambda: sub_link.received >= 190, 5, "packets at the subscriber")
+            packets = pub_link.rtcp_packets()
+            rembs = [p for p in packets if isinstance(p, _core.RtcpRemb)]
+            assert rembs and rembs[-1].ssrcs == [SSRC]
+            assert 1_900_000 <= rembs[-1].bitrate <= 2_000_000
+            blocks = [
+                b for p in packets if isinstance(p, _core.RtcpReceiverReport) for b in p.reports
+            ]
+            assert blocks and blocks[-1].ssrc == SSRC and blocks[-1].highest_sequence > 0
+            # the subscriber gets sender reports for its consumer's SSRC
+            await wait_for(
+                lambda: any(isinstance(p, _core.RtcpSenderReport) for p in sub_link.rtcp_packets()),
+                3,
+                "a sender report at the subscriber",
+            )
+        finally:
+            await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
+
+
+def test_lost_publisher_packets_are_nacked_and_subscriber_plis_are_throttled() -> None:
+    async def main() -> None:
+        server = await started_server()
+        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
+        try:
+            send(pub_link, range(0, 10))
+            send(pub_link, range(12, 20))  # 10 and 11 never sent
+            await wait_for(
+                lambda: any(isinstance(p, _core.RtcpNack) for p in pub_link.rtcp_packets()),
+                2,
+                "a NACK at the publisher",
+            )
+            nacked = {s for p in pub_link.rtcp_packets() if isinstance(p, _core.RtcpNack)
+                      for s in p.lost}  # fmt: skip
+            assert nacked == {10, 11}
+            # the repair arrives: no more NACKs for it afterwards
+            send(pub_link, [10, 11])
+            await asyncio.sleep(0.3)
+            pub_link.rtcp.clear()
+            await asyncio.sleep(0.5)
+            assert not [p for p in pub_link.rtcp_packets() if isinstance(p, _core.RtcpNack)]
+            # PLIs from a subscriber reach the publisher, at most one per 500 ms
+            await asyncio.sleep(0.6)
+            pub_link.rtcp.clear()
+            stats = await sub.request("stats", {})
+            consumer_ssrc = stats["consumers"][0]["ssrc"]
+            for _ in range(5):
+                sub_link.send_rtcp([_core.RtcpPli(1, consumer_ssrc)])
+            await asyncio.sleep(0.3)
+            plis = [p for p in pub_link.rtcp_packets() if isinstance(p, _core.RtcpPli)]
+            assert len(plis) == 1 and plis[0].media_ssrc == SSRC
+            stats = await sub.request("stats", {})
+            assert stats["consumers"][0]["pliReceived"] == 5
+        finally:
+            await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
+
+
+def test_subscriber_nack_is_answered_from_the_cache() -> None:
+    async def main() -> None:
+        server = await started_server()
+        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
+        try:
+            send(pub_link, range(0, 20))
+            await wait_for(lambda: sub_link.received >= 20, 3, "20 packets at the subscriber")
+            stats = await sub.request("stats", {})
+            consumer = stats["consumers"][0]
+            before = sub_link.received
+            # ask again for 5 and 6 as the subscriber numbers them (the consumer's own space)
+            first_out = sub_link.highest - 19
+            sub_link.send_rtcp(
+                [_core.RtcpNack(1, consumer["ssrc"], [first_out + 5, first_out + 6])]
+            )
+            await wait_for(lambda: sub_link.received >= before + 2, 3, "the retransmissions")
+            stats = await sub.request("stats", {})
+            assert stats["consumers"][0]["retransmitted"] == 2
+        finally:
+            await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
+
+
+def test_ice_timeout_and_consent_expiry_close_transports() -> None:
+    async def main() -> None:
+        media = MediaConfig(ice_timeout=1.0, consent_timeout=1.5)
+        server = await started_server(media=media)
+        try:
+            worker = server.workers[0]
+            # a peer that joins but never does ICE: its transport closes and the peer leaves
+            silent = BenchPeer(ws_url(server), "r1")
+            await silent.join(auto_subscribe=False)
+            room = server.rooms["r1"]
+            await wait_for(lambda: not room.peers, 4, "the silent peer to be dropped")
+            assert worker.ice_failures["timeout"] >= 1
+            await silent.close()
+            # a connected peer whose consent checks stop
+            pub = BenchPeer(ws_url(server), "r2")
+            await pub.join(auto_subscribe=False)
+            link = await pub.publish_video(SSRC)
+            link.stop_consent()
+            room2 = server.rooms["r2"]
+            await wait_for(lambda: not room2.peers, 5, "consent to expire")
+            assert worker.ice_failures["consent_expired"] == 1
+            await pub.close()
+        finally:
+            await server.close()
+
+    run(main())
+
+
+def test_a_certificate_that_does_not_match_the_fingerprint_fails_dtls() -> None:
+    async def main() -> None:
+        server = await started_server()
+        try:
+            peer = BenchPeer(ws_url(server), "r")
+            await peer.join(auto_subscribe=False)
+            announced = peer.certificate
+            peer.certificate = Certificate.generate()  # the DTLS handshake uses another one
+            original = peer._local_description
+
+            def lying(ufrag: str, pwd: str, setup: str) -> list[str]:
+                lines = original(ufrag, pwd, setup)
+                return [
+                    f"a=fingerprint:sha-256 {announced.fingerprint}"
+                    if line.startswith("a=fingerprint") else line
+                    for line in lines
+                ]  # fmt: skip
+
+            peer._local_description = lying  # type: ignore[method-assign]
+            link = await peer.publish_video(SSRC)  # the client's own checks pass
+            await wait_for(
+                lambda: server.workers[0].dtls_failures["fingerprint"] == 1, 3, "the failure count"
+            )
+            # the server told the client (close_notify) and dropped the peer
+            await wait_for(lambda: link.dtls.state == "closed", 3, "the client to see the close")
+            await wait_for(lambda: not server.rooms, 3, "the peer to be dropped")
+            await peer.close()
+        finally:
+            await server.close()
+
+    run(main())
