@@ -204,3 +204,55 @@ def test_a_certificate_that_does_not_match_the_fingerprint_fails_dtls() -> None:
             await server.close()
 
     run(main())
+
+
+def test_no_python_runs_per_forwarded_packet() -> None:
+    """Count calls into the server's Python code while 1,000 packets go to three subscribers."""
+
+    async def main() -> None:
+        import sys
+        from pathlib import Path
+
+        import mediasrv
+
+        server = await started_server()
+        url = ws_url(server)
+        pub = BenchPeer(url, "r")
+        await pub.join(auto_subscribe=False)
+        pub_link = await pub.publish_video(SSRC)
+        subs = []
+        for _ in range(3):
+            sub = BenchPeer(url, "r")
+            await sub.join(auto_subscribe=True)
+            subs.append((sub, await sub.answer_next_offer()))
+        send(pub_link, range(0, 30))
+        await wait_for(lambda: all(link.received >= 30 for _, link in subs), 3, "warm-up")
+        package = str(Path(mediasrv.__file__).parent)
+        calls = 0
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            nonlocal calls
+            if event == "call" and frame.f_code.co_filename.startswith(package):
+                calls += 1
+
+        sys.setprofile(profile)
+        try:
+            for burst in range(1, 34):
+                send(pub_link, range(burst * 30, burst * 30 + 30))
+                await asyncio.sleep(0.01)
+            await wait_for(lambda: all(link.received >= 1020 for _, link in subs), 5, "packets")
+        finally:
+            sys.setprofile(None)
+        try:
+            forwarded = 3 * 990
+            print(f"server Python calls: {calls} for {forwarded} forwarded packets")
+            # timers and RTCP run meanwhile (a few hundred calls); per-packet Python would be
+            # thousands
+            assert calls < forwarded / 10, f"{calls} server Python calls for {forwarded} packets"
+        finally:
+            for sub, _ in subs:
+                await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
