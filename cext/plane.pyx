@@ -196,7 +196,7 @@ cdef class PlaneConsumer:
             self.last_timestamp = ts
             self._last_sent_ms = plane_now_ms()
             self._sent_any = True
-        if self.transport._outbound is None or self.transport._outbound.protect_rtp_c(out, &length) != 0:
+        if self.transport._protect(out, &length) != 0:
             self.protect_errors += 1
             return -1
         return length
@@ -217,7 +217,7 @@ cdef class PlaneConsumer:
         cdef int po
         cdef int plen
         if self.closed or plane is None or stream._cache is None or not self._synced \
-                or self.transport._outbound is None:
+                or not self.transport.ready:
             return 0
         for value in sequence_numbers:
             in_seq = <uint16_t>((<int>value) - self._seq_offset)
@@ -249,7 +249,7 @@ cdef class PlaneConsumer:
                 rtp_set_payload_type(out, &oh, self.rtx_payload_type)
                 if self._remap and oh.element_count:
                     rtp_remap_extension_ids(out, &oh, self._ext_map)
-                if self.transport._outbound.protect_rtp_c(out, &length) != 0:
+                if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue
             else:
@@ -262,7 +262,7 @@ cdef class PlaneConsumer:
                 rtp_set_payload_type(out, &oh, self.payload_type)
                 if self._remap and oh.element_count:
                     rtp_remap_extension_ids(out, &oh, self._ext_map)
-                if self.transport._outbound.protect_rtp_c(out, &length) != 0:
+                if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue
             plane._queue(slot, length, self.transport)
@@ -518,6 +518,10 @@ cdef class PlaneStream:
                 if voice:
                     self._voice_count += 1
         for consumer in self._consumers:
+            # a subscriber whose transport is not up yet must not sync on a keyframe it
+            # cannot receive
+            if not consumer.transport._can_send():
+                continue
             if not consumer._accept(h, keyframe):
                 continue
             slot = plane._out.count
@@ -622,6 +626,17 @@ cdef class PlaneTransport:
             self._plane._unbind(self)
             self._inbound = None
             self._outbound = None
+
+    cdef inline bint _can_send(self) noexcept:
+        return not self.closed and self._key != 0 and (not self.srtp or self._outbound is not None)
+
+    cdef inline int _protect(self, uint8_t* buf, int* length) noexcept:
+        """SRTP-protect an outgoing RTP packet in place (plain transports send it as it is)."""
+        if not self.srtp:
+            return 0
+        if self._outbound is None:
+            return -1
+        return self._outbound.protect_rtp_c(buf, length)
 
     cdef PlaneStream _find(self, uint32_t ssrc, bint* rtx) noexcept:
         cdef PlaneStream stream

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -103,7 +103,9 @@ class Client(AsyncIOEventEmitter):
     ) -> Client:
         session = aiohttp.ClientSession()
         try:
-            ws = await session.ws_connect(url, max_msg_size=1 << 20)
+            ws = await session.ws_connect(
+                url, max_msg_size=1 << 20, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
+            )
         except Exception:
             await session.close()
             raise
@@ -182,6 +184,13 @@ class Client(AsyncIOEventEmitter):
         if method == "offer":
             spawn(self._answer_offer(params), "answer offer")
             return
+        if method == "consumerClosed":
+            # the remote track ends: its recv() raises MediaStreamError, as when a peer leaves
+            for _track, info in self.tracks:
+                if info.get("consumerId") == params.get("consumerId") and self.recv_pc:
+                    for transceiver in self.recv_pc.getTransceivers():
+                        if transceiver.mid == info.get("mid"):
+                            spawn(transceiver.receiver.stop(), "stop receiver")
         self.emit(method, params)
 
     # ---- publishing ----
@@ -197,10 +206,24 @@ class Client(AsyncIOEventEmitter):
             self.producers = result["producers"]
             return result
 
-    async def publish(self, tracks: list[MediaStreamTrack]) -> list[dict[str, Any]]:
-        """Send tracks; returns the producers the server created for this peer."""
+    async def publish(
+        self, tracks: list[MediaStreamTrack], *, video_codec: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Send tracks; returns the producers the server created for this peer.
+
+        video_codec (e.g. ``"video/H264"``) makes the video tracks offer only that codec.
+        """
         for track in tracks:
-            self.send_pc.addTrack(track)
+            sender = self.send_pc.addTrack(track)
+            if video_codec and track.kind == "video":
+                capabilities = RTCRtpSender.getCapabilities("video").codecs
+                chosen = [c for c in capabilities if c.mimeType.lower() == video_codec.lower()]
+                if not chosen:
+                    raise ValueError(f"aiortc cannot send {video_codec}")
+                rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+                for transceiver in self.send_pc.getTransceivers():
+                    if transceiver.sender is sender:
+                        transceiver.setCodecPreferences(chosen + rtx)
         result = await self._negotiate_send()
         return list(result["producers"])
 
@@ -219,6 +242,8 @@ class Client(AsyncIOEventEmitter):
         try:
             await self._ready.wait()
             async with self._negotiation:
+                if self.closed:
+                    return
                 if self.recv_pc is None:
                     self.recv_pc = RTCPeerConnection()
                     self.recv_pc.on("track", self._on_track)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from mediasrv.config import DEFAULT_CONFIG, ServerConfig
 from mediasrv.events import Emitter
@@ -35,6 +35,7 @@ class MediaServer(Emitter):
         self.workers: list[Worker] = []
         self.rooms: dict[str, Room] = {}
         self._runner: web.AppRunner | None = None
+        self.signaling_sessions: set[web.WebSocketResponse] = set()
         self.http_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
@@ -100,6 +101,14 @@ class MediaServer(Emitter):
         self.closed = True
         for room in list(self.rooms.values()):
             room.close()
+        # tell every client, instead of leaving them to time out on a dead connection
+        await asyncio.gather(
+            *(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                for ws in list(self.signaling_sessions)
+            ),
+            return_exceptions=True,
+        )
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.gather(*(w.close() for w in self.workers))

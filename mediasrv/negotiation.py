@@ -381,16 +381,15 @@ def _check_rtp_numbers(
 
 
 def _msid(media: aiortc_sdp.MediaDescription) -> tuple[str, str]:
-    value = media.msid
+    value = media.msid if media.msid and media.msid.strip() else None
     if not value:
         for info in media.ssrc:
             if info.msid:
                 value = info.msid
                 break
-    if value:
-        parts = value.split()
-        if parts:
-            return parts[0], parts[1] if len(parts) > 1 else ""
+    parts = (value or "").split()
+    if parts:
+        return parts[0], parts[1] if len(parts) > 1 else ""
     return "", ""
 
 

@@ -39,9 +39,15 @@ Notify = Callable[[str, dict[str, Any]], None]
 
 @dataclass
 class _Slot:
+    """One m-section of the receive connection. A closed slot is offered with port 0; once the
+    client has answered that offer, its position may carry a new consumer under a new mid
+    (JSEP recycling), which keeps the description from growing with every unsubscribe."""
+
     mid: str
     kind: str
     consumer: Consumer | None
+    closed_offered: bool = False
+    reusable: bool = False
 
 
 class Peer(Emitter):
@@ -80,6 +86,7 @@ class Peer(Emitter):
         self._dirty = False
         self._started_slots: set[str] = set()
         self._offered_mids: list[str] = []
+        self._mid_counter = 0
         self.closed = False
 
     # ---- publishing ----
@@ -190,14 +197,15 @@ class Peer(Emitter):
                 return slot.consumer
         transport = self._ensure_recv_transport()
         consumer = transport.consume(producer)
-        # reuse a closed slot of the same kind, else append one (mids are never reused for
-        # another kind)
+        self._mid_counter += 1
+        mid = str(self._mid_counter - 1)
         for slot in self._slots:
-            if slot.consumer is None and slot.kind == producer.kind:
-                slot.consumer = consumer
+            if slot.consumer is None and slot.reusable and slot.kind == producer.kind:
+                slot.mid, slot.consumer = mid, consumer
+                slot.closed_offered = slot.reusable = False
                 break
         else:
-            self._slots.append(_Slot(str(len(self._slots)), producer.kind, consumer))
+            self._slots.append(_Slot(mid, producer.kind, consumer))
         consumer.mid = next(s.mid for s in self._slots if s.consumer is consumer)
         consumer.on("close", lambda: self._consumer_closed(consumer))
         self._renegotiate()
@@ -243,6 +251,7 @@ class Peer(Emitter):
         for slot in self._slots:
             c = slot.consumer
             if c is None:
+                slot.closed_offered = True
                 slots.append(SubscribeSlot(slot.mid, slot.kind, None))
                 continue
             owner = c.producer.app_data.get("peerId", "")
@@ -281,6 +290,9 @@ class Peer(Emitter):
         remote = parse_subscribe_answer(answer_sdp, self._offered_mids)
         transport.set_remote(remote, local_setup="actpass")
         self._awaiting = None
+        for slot in self._slots:
+            if slot.consumer is None and slot.closed_offered:
+                slot.reusable = True
         for slot in self._slots:
             if (
                 slot.consumer is not None

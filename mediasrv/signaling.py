@@ -261,8 +261,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     from mediasrv.http_app import SERVER_KEY
 
     server = request.app[SERVER_KEY]
+    if server.closed:
+        raise web.HTTPServiceUnavailable(text="the server is shutting down")
     ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
     await ws.prepare(request)
     session = SignalingSession(server, ws)
-    await session.run()
+    server.signaling_sessions.add(ws)
+    try:
+        await session.run()
+    finally:
+        server.signaling_sessions.discard(ws)
     return ws

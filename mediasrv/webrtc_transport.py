@@ -143,6 +143,10 @@ class WebRtcTransport(Transport):
         log.debug("transport %s: DTLS connected (%s)", self.id, profile.name)
         if self.want_sctp and self.enable_sctp:
             self._start_sctp()
+        # consumers started before the keys existed need a keyframe now
+        for consumer in list(self.consumers.values()):
+            if consumer.plane in consumer.producer.stream.consumers:
+                consumer.producer.request_keyframe(force=True)
         self.emit("connected")
 
     def _dtls_data(self, data: bytes) -> None:

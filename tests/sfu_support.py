@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import math
 import random
 import time
@@ -79,6 +80,25 @@ class ToneTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 48000)
         self._count += 1
         return frame
+
+
+class DecodeErrors(logging.Handler):
+    """Counts aiortc's "failed to decode" warnings while installed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed to decode" in record.getMessage():
+            self.count += 1
+
+    def __enter__(self) -> DecodeErrors:
+        logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("aiortc.rtcrtpreceiver").removeHandler(self)
 
 
 class FrameCounter:

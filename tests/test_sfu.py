@@ -12,6 +12,7 @@ import uvloop
 from sfu_support import (
     VIDEO_HEIGHT,
     VIDEO_WIDTH,
+    DecodeErrors,
     FrameCounter,
     LossyRelay,
     PatternTrack,
@@ -42,11 +43,16 @@ def test_one_publisher_three_subscribers_decode_video_and_audio() -> None:
         ]
         counters = [FrameCounter(s) for s in subscribers]
         try:
-            await wait_for(
-                lambda: all(c.frames["video"] >= 60 and c.frames["audio"] >= 100 for c in counters),
-                20,
-                "every subscriber decoding 60 video frames and 100 audio frames",
-            )
+            with DecodeErrors() as errors:
+                await wait_for(
+                    lambda: all(
+                        c.frames["video"] >= 60 and c.frames["audio"] >= 100 for c in counters
+                    ),
+                    20,
+                    "every subscriber decoding 60 video frames and 100 audio frames",
+                )
+            assert errors.count == 0, "a subscriber's decoder failed on a forwarded frame"
+
             for counter in counters:
                 assert counter.sizes == {(VIDEO_WIDTH, VIDEO_HEIGHT)}
                 assert {i["peerId"] for i in counter.infos} == {publisher.peer_id}
@@ -153,7 +159,8 @@ def test_nack_repairs_five_percent_loss_on_a_subscriber_downlink() -> None:
             await wait_for(lambda: counter.frames["video"] >= 10, 15, "video through the relay")
             counter.reset_gaps()
             start_frames = counter.frames["video"]
-            await asyncio.sleep(5)
+            with DecodeErrors() as errors:
+                await asyncio.sleep(5)
             frames = counter.frames["video"] - start_frames
             stats = await subscriber.stats()
             video = next(c for c in stats["consumers"] if c["kind"] == "video")
@@ -163,6 +170,7 @@ def test_nack_repairs_five_percent_loss_on_a_subscriber_downlink() -> None:
             # about 150 frames in 5 s: repaired loss keeps nearly all of them decodable
             assert frames >= 120, f"only {frames} frames decoded in 5 s under 5% loss"
             assert counter.max_gap["video"] < 1.0, counter.max_gap
+            assert errors.count == 0, f"{errors.count} decoder errors under repaired loss"
         finally:
             await counter.close()
             await subscriber.close()
@@ -254,6 +262,106 @@ def test_active_speaker_is_the_loud_one() -> None:
         finally:
             await quiet.close()
             await loud.close()
+            await server.close()
+
+    run(main())
+
+
+def test_h264_publisher_reaches_subscribers() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        producers = await publisher.publish([PatternTrack()], video_codec="video/H264")
+        assert [p["mimeType"] for p in producers] == ["video/H264"]
+        subscriber = await Client.connect(url, token="t", room="r")
+        counter = FrameCounter(subscriber)
+        try:
+            await wait_for(lambda: counter.frames["video"] >= 30, 15, "decoded H.264 frames")
+            assert counter.sizes == {(VIDEO_WIDTH, VIDEO_HEIGHT)}
+            producer = next(iter(server.rooms["r"].router.producers.values()))
+            assert producer.stream.keyframes >= 1  # H.264 IDR seen by the data plane
+        finally:
+            await counter.close()
+            await subscriber.close()
+            await publisher.close()
+            await server.close()
+
+    run(main())
+
+
+def test_manual_subscribe_and_unsubscribe_renegotiate() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        producers = await publisher.publish([PatternTrack(), ToneTrack()])
+        viewer = await Client.connect(url, token="t", room="r", auto_subscribe=False)
+        counter = FrameCounter(viewer)
+        try:
+            await asyncio.sleep(0.5)
+            assert counter.frames == {"audio": 0, "video": 0} and not viewer.tracks
+            assert sorted(p["kind"] for p in viewer.peers[0]["producers"]) == ["audio", "video"]
+            video = next(p for p in producers if p["kind"] == "video")
+            await viewer.subscribe(video["id"])
+            await wait_for(lambda: counter.frames["video"] >= 10, 10, "the subscribed video")
+            assert counter.frames["audio"] == 0
+            closed: list[dict[str, Any]] = []
+            viewer.on("consumerClosed", closed.append)
+            await viewer.unsubscribe(video["id"])
+            await wait_for(lambda: bool(closed), 5, "consumerClosed")
+            await wait_for(lambda: bool(counter.ended), 5, "the video track to end")
+            room = server.rooms["r"]
+            viewer_peer = next(p for p in room.peers.values() if p.id == viewer.peer_id)
+            assert viewer_peer.recv_transport is not None
+            assert not viewer_peer.recv_transport.consumers
+            # subscribe again: a new consumer, the closed m-line is reused
+            await viewer.subscribe(video["id"])
+            before = counter.frames["video"]
+            await wait_for(lambda: counter.frames["video"] >= before + 10, 10, "video again")
+        finally:
+            await counter.close()
+            await viewer.close()
+            await publisher.close()
+            await server.close()
+
+    run(main())
+
+
+def test_close_cascades_and_is_idempotent() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        publisher = await Client.connect(url, token="t", room="r")
+        await publisher.publish([PatternTrack()])
+        subscriber = await Client.connect(url, token="t", room="r")
+        counter = FrameCounter(subscriber)
+        try:
+            await wait_for(lambda: counter.frames["video"] >= 5, 15, "video")
+            room = server.rooms["r"]
+            producer = next(iter(room.router.producers.values()))
+            consumer = next(iter(producer.consumers.values()))
+            closes: list[str] = []
+            producer.on("close", lambda: closes.append("producer"))
+            consumer.on("close", lambda: closes.append("consumer"))
+            room.router.on("close", lambda: closes.append("router"))
+            room.on("close", lambda: closes.append("room"))
+            producer.close()
+            producer.close()
+            assert closes == ["consumer", "producer"]
+            assert consumer.closed and not producer.consumers
+            room.close()
+            room.close()
+            assert closes == ["consumer", "producer", "router", "room"]
+            assert not server.rooms
+            assert all(t.closed for p in room.peers.values() for t in (p.send_transport,))
+            await server.close()
+            await server.close()
+            assert server.workers[0].closed
+        finally:
+            await counter.close()
+            await subscriber.close()
+            await publisher.close()
             await server.close()
 
     run(main())
