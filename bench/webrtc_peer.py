@@ -126,8 +126,11 @@ class BenchPeer:
         self.links.append(link)
         return link
 
-    async def answer_next_offer(self) -> Link:
-        """Answer the server's offer for the receive transport; returns the connected link."""
+    async def answer_next_offer(self, setup: str = "active") -> Link:
+        """Answer the server's offer for the receive transport; returns the connected link.
+
+        ``setup="passive"`` makes this peer the DTLS server (the server is then the client).
+        """
         offer = await asyncio.wait_for(self.offers.get(), 15)
         sdp: str = offer["sdp"]
         ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
@@ -145,12 +148,13 @@ class BenchPeer:
             rtpmaps = [line for line in section.split("\r\n") if line.startswith("a=rtpmap:")]
             lines += [
                 f"m={header}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}", "a=recvonly", "a=rtcp-mux",
-                *rtpmaps, *self._local_description(ufrag, pwd, "active"),
+                *rtpmaps, *self._local_description(ufrag, pwd, setup),
             ]  # fmt: skip
         await self.request(
             "answer", {"sdp": "\r\n".join(lines) + "\r\n", "revision": offer["revision"]}
         )
-        link = await Link.open(self, sdp, ufrag, pwd)
+        role = DtlsRole.SERVER if setup == "passive" else DtlsRole.CLIENT
+        link = await Link.open(self, sdp, ufrag, pwd, role)
         self.links.append(link)
         return link
 
@@ -170,7 +174,14 @@ class BenchPeer:
 class Link:
     """One WebRTC transport of a BenchPeer: ICE, DTLS (client), SRTP."""
 
-    def __init__(self, peer: BenchPeer, remote_sdp: str, ufrag: str, pwd: str) -> None:
+    def __init__(
+        self,
+        peer: BenchPeer,
+        remote_sdp: str,
+        ufrag: str,
+        pwd: str,
+        role: DtlsRole = DtlsRole.CLIENT,
+    ) -> None:
         self.remote = _candidate(remote_sdp)
         self.remote_ufrag = _attr(remote_sdp, "ice-ufrag")
         self.remote_pwd = _attr(remote_sdp, "ice-pwd")
@@ -187,9 +198,10 @@ class Link:
         self.measure = True
         self.rtcp: list[bytes] = []  # unprotected RTCP compounds from the server
         self._consent: asyncio.Task[None] | None = None
+        self.role = role
         self.dtls = DtlsSession(
             peer.certificate,
-            DtlsRole.CLIENT,
+            role,
             [_fingerprint(remote_sdp)],
             self._send,
             self._dtls_connected,
@@ -202,8 +214,15 @@ class Link:
         self.sock.sendto(data, self.remote)
 
     @classmethod
-    async def open(cls, peer: BenchPeer, remote_sdp: str, ufrag: str, pwd: str) -> Link:
-        link = cls(peer, remote_sdp, ufrag, pwd)
+    async def open(
+        cls,
+        peer: BenchPeer,
+        remote_sdp: str,
+        ufrag: str,
+        pwd: str,
+        role: DtlsRole = DtlsRole.CLIENT,
+    ) -> Link:
+        link = cls(peer, remote_sdp, ufrag, pwd, role)
         link.sock.start(asyncio.get_running_loop(), link._datagrams)
         link._consent = asyncio.create_task(link._keep_consent())
         await asyncio.wait_for(link.connected, 15)
@@ -255,7 +274,7 @@ class Link:
 
     def _dtls_connected(self, profile: _core.SrtpProfile, material: bytes) -> None:
         self.outbound, self.inbound = _core.srtp_sessions_from_keying_material(
-            material, profile, is_client=True
+            material, profile, is_client=self.role is DtlsRole.CLIENT
         )
         if not self.connected.done():
             self.connected.set_result(None)

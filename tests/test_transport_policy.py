@@ -256,3 +256,29 @@ def test_no_python_runs_per_forwarded_packet() -> None:
             await server.close()
 
     run(main())
+
+
+def test_server_takes_the_dtls_client_role_when_the_subscriber_answers_passive() -> None:
+    async def main() -> None:
+        server = await started_server()
+        url = ws_url(server)
+        pub = BenchPeer(url, "r")
+        await pub.join(auto_subscribe=False)
+        pub_link = await pub.publish_video(SSRC)
+        sub = BenchPeer(url, "r")
+        await sub.join(auto_subscribe=True)
+        sub_link = await sub.answer_next_offer(setup="passive")
+        try:
+            room = server.rooms["r"]
+            peer = room.peers[sub.peer_id]
+            assert peer.recv_transport is not None
+            assert peer.recv_transport.dtls_role is not None
+            assert peer.recv_transport.dtls_role.value == "client"
+            send(pub_link, range(0, 30))
+            await wait_for(lambda: sub_link.received >= 30, 3, "media over the reversed roles")
+        finally:
+            await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
