@@ -136,15 +136,9 @@ cdef class Forwarder:
             self._flush()
 
     cdef void _flush(self):
-        cdef int start = 0
+        cdef int dropped = 0
         cdef int sent
-        while start < self._out.count:
-            with nogil:
-                sent = self._sock.send_c(self._out, start, self._out.count - start)
-            if sent <= 0:
-                # the kernel refused the rest (buffer full or an error): count and drop them
-                self.send_errors += self._out.count - start
-                break
-            self.forwarded += sent
-            start += sent
-        self._out.count = 0
+        with nogil:
+            sent = self._sock.flush_c(self._out, &dropped)
+        self.forwarded += sent
+        self.send_errors += dropped

@@ -924,16 +924,9 @@ cdef class WorkerPlane:
             self._flush()
 
     cdef void _flush(self) noexcept:
-        cdef int start = 0
-        cdef int sent
-        while start < self._out.count:
-            sent = self._sock.send_c(self._out, start, self._out.count - start)
-            if sent <= 0:
-                self.send_errors += self._out.count - start
-                break
-            self.forwarded += sent
-            start += sent
-        self._out.count = 0
+        cdef int dropped = 0
+        self.forwarded += self._sock.flush_c(self._out, &dropped)
+        self.send_errors += dropped
 
     cdef void _call(self, object method, object a, object b, object c=None, object d=None):
         try:

@@ -423,6 +423,20 @@ cdef class UdpBatchSocket:
             self.bytes_sent += batch.lengths[start + i]
         return n
 
+    cdef int flush_c(self, DatagramBatch* batch, int* dropped) noexcept nogil:
+        """Send the whole batch (sendmmsg until done) and empty it: how many went out. What the
+        kernel refuses (buffer full or an error) is dropped and added to dropped[0]."""
+        cdef int start = 0
+        cdef int sent
+        while start < batch.count:
+            sent = self.send_c(batch, start, batch.count - start)
+            if sent <= 0:
+                dropped[0] += batch.count - start
+                break
+            start += sent
+        batch.count = 0
+        return start
+
     # ---- Python level ----
 
     def recv_batch(self, int max_count=UDP_BATCH_MAX):

@@ -149,6 +149,21 @@ def _fmtp_dict(params: object) -> dict[str, str]:
     return {}
 
 
+def _session_head(local: LocalParameters, version: int, bundle: list[str]) -> list[str]:
+    """The session part of every description the server writes."""
+    head = [
+        "v=0",
+        f"o=mediasrv {_session_id(local)} {version} IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "a=ice-lite",
+        "a=msid-semantic: WMS *",
+    ]
+    if bundle:
+        head.append("a=group:BUNDLE " + " ".join(bundle))
+    return head
+
+
 def _session_id(local: LocalParameters) -> int:
     return int.from_bytes(local.ice_ufrag.encode()[:6].ljust(6, b"0"), "big")
 
@@ -322,15 +337,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
             "offer: no media section could be accepted: "
             + "; ".join(f"{m}: {r}" for m, r in rejected.items()),
         )
-    head = [
-        "v=0",
-        f"o=mediasrv {_session_id(local)} {version} IN IP4 0.0.0.0",
-        "s=-",
-        "t=0 0",
-        "a=ice-lite",
-        "a=msid-semantic: WMS *",
-        "a=group:BUNDLE " + " ".join(accepted_mids),
-    ]
+    head = _session_head(local, version, accepted_mids)
     text = "\r\n".join(head + [line for section in sections for line in section]) + "\r\n"
     return PublishAnswer(text, remote, tracks, data_mid, rejected)
 
@@ -395,17 +402,7 @@ def _msid(media: aiortc_sdp.MediaDescription) -> tuple[str, str]:
 
 def build_subscribe_offer(local: LocalParameters, slots: list[SubscribeSlot], version: int) -> str:
     """The server's offer to a subscriber: one sendonly m-line per consumer."""
-    head = [
-        "v=0",
-        f"o=mediasrv {_session_id(local)} {version} IN IP4 0.0.0.0",
-        "s=-",
-        "t=0 0",
-        "a=ice-lite",
-        "a=msid-semantic: WMS *",
-    ]
-    open_mids = [s.mid for s in slots if s.codec is not None]
-    if open_mids:
-        head.append("a=group:BUNDLE " + " ".join(open_mids))
+    head = _session_head(local, version, [s.mid for s in slots if s.codec is not None])
     body: list[str] = []
     first = True
     for slot in slots:

@@ -234,3 +234,51 @@ class RelayedClient(Client):
 
 
 Check = Callable[[], Awaitable[None]]
+
+
+class Harness:
+    """A started server and the clients and frame counters of one test, all closed at exit.
+
+    async with Harness() as h:
+        publisher = await h.client(display_name="nurse")
+        counter = h.counter(await h.client())
+    """
+
+    def __init__(self, **server_config: Any) -> None:
+        self._config = server_config
+        self.clients: list[Client] = []
+        self.counters: list[FrameCounter] = []
+        self._server: MediaServer | None = None
+
+    @property
+    def server(self) -> MediaServer:
+        assert self._server is not None
+        return self._server
+
+    @property
+    def url(self) -> str:
+        return ws_url(self.server)
+
+    async def __aenter__(self) -> Harness:
+        self._server = await started_server(**self._config)
+        return self
+
+    async def client(
+        self, room: str = "r", *, cls: type[Client] = Client, **options: Any
+    ) -> Client:
+        client = await cls.connect(self.url, token="t", room=room, **options)
+        self.clients.append(client)
+        return client
+
+    def counter(self, client: Client) -> FrameCounter:
+        counter = FrameCounter(client)
+        self.counters.append(counter)
+        return counter
+
+    async def __aexit__(self, *exc: object) -> None:
+        for counter in self.counters:
+            await counter.close()
+        for client in reversed(self.clients):
+            await client.close()
+        if self._server is not None:
+            await self._server.close()

@@ -1,5 +1,6 @@
 """The SFU with real aiortc peers: publish, subscribe, late join, unpublish and leave, NACK
-repair under loss, pause/resume, data channels and active speaker. Runs on uvloop, as served."""
+repair under loss, pause/resume, data channels, active speaker, H.264, manual subscriptions and
+the close cascade. Runs on uvloop, as served."""
 
 from __future__ import annotations
 
@@ -13,17 +14,13 @@ from sfu_support import (
     VIDEO_HEIGHT,
     VIDEO_WIDTH,
     DecodeErrors,
-    FrameCounter,
+    Harness,
     LossyRelay,
     PatternTrack,
     RelayedClient,
     ToneTrack,
-    started_server,
     wait_for,
-    ws_url,
 )
-
-from mediasrv.client import Client
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -32,17 +29,11 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 def test_one_publisher_three_subscribers_decode_video_and_audio() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="visit", display_name="nurse")
-        producers = await publisher.publish([PatternTrack(), ToneTrack()])
-        assert sorted(p["kind"] for p in producers) == ["audio", "video"]
-        subscribers = [
-            await Client.connect(url, token="t", room="visit", display_name=f"s{i}")
-            for i in range(3)
-        ]
-        counters = [FrameCounter(s) for s in subscribers]
-        try:
+        async with Harness() as h:
+            publisher = await h.client("visit", display_name="nurse")
+            producers = await publisher.publish([PatternTrack(), ToneTrack()])
+            assert sorted(p["kind"] for p in producers) == ["audio", "video"]
+            counters = [h.counter(await h.client("visit", display_name=f"s{i}")) for i in range(3)]
             with DecodeErrors() as errors:
                 await wait_for(
                     lambda: all(
@@ -52,77 +43,48 @@ def test_one_publisher_three_subscribers_decode_video_and_audio() -> None:
                     "every subscriber decoding 60 video frames and 100 audio frames",
                 )
             assert errors.count == 0, "a subscriber's decoder failed on a forwarded frame"
-
             for counter in counters:
                 assert counter.sizes == {(VIDEO_WIDTH, VIDEO_HEIGHT)}
                 assert {i["peerId"] for i in counter.infos} == {publisher.peer_id}
-            room = server.rooms["visit"]
-            assert len(room.peers) == 4
-            stats = server.stats()["workers"][0]
-            # forwarded in the data plane: three copies of every packet, nothing dropped
-            assert stats["dropped"]["not_ice"] == 0
-            assert stats["dropped"]["unprotect"] == 0
-        finally:
-            for counter in counters:
-                await counter.close()
-            for client in [*subscribers, publisher]:
-                await client.close()
-            await server.close()
+            assert len(h.server.rooms["visit"].peers) == 4
+            dropped = h.server.stats()["workers"][0]["dropped"]
+            assert dropped["not_ice"] == 0 and dropped["unprotect"] == 0
 
     run(main())
 
 
 def test_late_joiner_gets_a_keyframe_within_one_second() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        await publisher.publish([PatternTrack()])
-        early = await Client.connect(url, token="t", room="r")
-        early_counter = FrameCounter(early)
-        late: Client | None = None
-        late_counter: FrameCounter | None = None
-        try:
-            await wait_for(lambda: early_counter.frames["video"] >= 30, 15, "the first subscriber")
+        async with Harness() as h:
+            await (await h.client()).publish([PatternTrack()])
+            early = h.counter(await h.client())
+            await wait_for(lambda: early.frames["video"] >= 30, 15, "the first subscriber")
             await asyncio.sleep(2)  # the publisher is well past its first keyframe
-            late = await Client.connect(url, token="t", room="r")
-            late_counter = FrameCounter(late)
-            counter = late_counter
-            await wait_for(lambda: counter.frames["video"] >= 1, 10, "a frame at the late joiner")
-            delay = counter.first_frame_at["video"] - counter.track_at["video"]
+            late = h.counter(await h.client())
+            await wait_for(lambda: late.frames["video"] >= 1, 10, "a frame at the late joiner")
+            delay = late.first_frame_at["video"] - late.track_at["video"]
             assert delay < 1.0, f"first frame {delay:.2f} s after the track appeared"
-        finally:
-            for c in (early_counter, late_counter):
-                if c is not None:
-                    await c.close()
-            for client in (late, early, publisher):
-                if client is not None:
-                    await client.close()
-            await server.close()
 
     run(main())
 
 
 def test_unpublish_and_leave_propagate() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        video, audio = PatternTrack(), ToneTrack()
-        await publisher.publish([video, audio])
-        subscriber = await Client.connect(url, token="t", room="r")
-        counter = FrameCounter(subscriber)
-        events: list[tuple[str, dict[str, Any]]] = []
-        for name in ("producerClosed", "consumerClosed", "peerLeft"):
-            subscriber.on(name, lambda params, name=name: events.append((name, params)))
-        try:
+        async with Harness() as h:
+            publisher = await h.client()
+            video, audio = PatternTrack(), ToneTrack()
+            await publisher.publish([video, audio])
+            subscriber = await h.client()
+            counter = h.counter(subscriber)
+            events: list[tuple[str, dict[str, Any]]] = []
+            for name in ("producerClosed", "consumerClosed", "peerLeft"):
+                subscriber.on(name, lambda params, name=name: events.append((name, params)))
             await wait_for(lambda: counter.frames["video"] >= 10, 15, "video at the subscriber")
             await publisher.unpublish(video)
-            await wait_for(
-                lambda: any(n == "producerClosed" for n, _ in events), 5, "producerClosed"
-            )
+            await wait_for(lambda: any(n == "producerClosed" for n, _ in events), 5, "closed")
             await wait_for(lambda: any(n == "consumerClosed" for n, _ in events), 5, "consumer")
-            room = server.rooms["r"]
+            await wait_for(lambda: bool(counter.ended), 5, "the video track to end")
+            room = h.server.rooms["r"]
             assert [p.kind for p in room.router.producers.values()] == ["audio"]
             audio_before = counter.frames["audio"]
             await asyncio.sleep(0.5)
@@ -131,38 +93,33 @@ def test_unpublish_and_leave_propagate() -> None:
             await wait_for(lambda: any(n == "peerLeft" for n, _ in events), 5, "peerLeft")
             await wait_for(lambda: not room.router.producers, 5, "the producers to close")
             await subscriber.close()
-            await wait_for(lambda: not server.rooms, 5, "the empty room to close")
+            await wait_for(lambda: not h.server.rooms, 5, "the empty room to close")
             assert room.router.closed
-            assert server.workers[0].plane is not None
-            assert server.workers[0].plane.transports == 0
-        finally:
-            await counter.close()
-            await subscriber.close()
-            await publisher.close()
-            await server.close()
+            plane = h.server.workers[0].plane
+            assert plane is not None and plane.transports == 0
 
     run(main())
 
 
 def test_nack_repairs_five_percent_loss_on_a_subscriber_downlink() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        worker = server.workers[0]
-        relay = await LossyRelay.start(("127.0.0.1", worker.port), loss=0.05)
-        publisher = await Client.connect(url, token="t", room="r")
-        await publisher.publish([PatternTrack(640, 480, noisy=True)])
-        RelayedClient.relay_port, RelayedClient.server_port = relay.port, worker.port
-        subscriber = await RelayedClient.connect(url, token="t", room="r")
-        counter = FrameCounter(subscriber)
-        try:
-            await wait_for(lambda: counter.frames["video"] >= 10, 15, "video through the relay")
-            counter.reset_gaps()
-            start_frames = counter.frames["video"]
-            with DecodeErrors() as errors:
-                await asyncio.sleep(5)
-            frames = counter.frames["video"] - start_frames
-            stats = await subscriber.stats()
+        async with Harness() as h:
+            worker = h.server.workers[0]
+            relay = await LossyRelay.start(("127.0.0.1", worker.port), loss=0.05)
+            try:
+                await (await h.client()).publish([PatternTrack(640, 480, noisy=True)])
+                RelayedClient.relay_port, RelayedClient.server_port = relay.port, worker.port
+                subscriber = await h.client(cls=RelayedClient)
+                counter = h.counter(subscriber)
+                await wait_for(lambda: counter.frames["video"] >= 10, 15, "video via the relay")
+                counter.reset_gaps()
+                start_frames = counter.frames["video"]
+                with DecodeErrors() as errors:
+                    await asyncio.sleep(5)
+                frames = counter.frames["video"] - start_frames
+                stats = await subscriber.stats()
+            finally:
+                relay.close()
             video = next(c for c in stats["consumers"] if c["kind"] == "video")
             assert relay.dropped >= 10, f"the relay dropped only {relay.dropped} packets"
             assert video["nackReceived"] > 0, stats
@@ -171,25 +128,16 @@ def test_nack_repairs_five_percent_loss_on_a_subscriber_downlink() -> None:
             assert frames >= 120, f"only {frames} frames decoded in 5 s under 5% loss"
             assert counter.max_gap["video"] < 1.0, counter.max_gap
             assert errors.count == 0, f"{errors.count} decoder errors under repaired loss"
-        finally:
-            await counter.close()
-            await subscriber.close()
-            await publisher.close()
-            relay.close()
-            await server.close()
 
     run(main())
 
 
 def test_pause_and_resume_a_consumer() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        await publisher.publish([PatternTrack()])
-        subscriber = await Client.connect(url, token="t", room="r")
-        counter = FrameCounter(subscriber)
-        try:
+        async with Harness() as h:
+            await (await h.client()).publish([PatternTrack()])
+            subscriber = await h.client()
+            counter = h.counter(subscriber)
             await wait_for(lambda: counter.frames["video"] >= 10, 15, "video")
             consumer_id = counter.infos[0]["consumerId"]
             await subscriber.pause_consumer(consumer_id)
@@ -203,102 +151,72 @@ def test_pause_and_resume_a_consumer() -> None:
             assert time.monotonic() - resumed < 3
             stats = await subscriber.stats()
             assert stats["consumers"][0]["paused"] is False
-        finally:
-            await counter.close()
-            await subscriber.close()
-            await publisher.close()
-            await server.close()
 
     run(main())
 
 
 def test_data_channel_messages_reach_the_other_peers_with_the_sender_id() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        a = await Client.connect(url, token="t", room="r", display_name="a")
-        b = await Client.connect(url, token="t", room="r", display_name="b")
-        got_a: list[tuple[str, Any, str]] = []
-        got_b: list[tuple[str, Any, str]] = []
-        a.on("data", lambda label, message, peer: got_a.append((label, message, peer)))
-        b.on("data", lambda label, message, peer: got_b.append((label, message, peer)))
-        try:
+        async with Harness() as h:
+            a = await h.client(display_name="a")
+            b = await h.client(display_name="b")
+            got: dict[str, list[tuple[str, Any, str]]] = {"a": [], "b": [], "c": []}
+            a.on("data", lambda label, message, peer: got["a"].append((label, message, peer)))
+            b.on("data", lambda label, message, peer: got["b"].append((label, message, peer)))
             a.send_data("chat", "hello from a")
-            await wait_for(lambda: bool(got_b), 10, "a's message at b")
-            assert got_b[0] == ("chat", "hello from a", a.peer_id)
+            await wait_for(lambda: bool(got["b"]), 10, "a's message at b")
+            assert got["b"][0] == ("chat", "hello from a", a.peer_id)
             b.send_data("chat", b"\x00\x01binary")
-            await wait_for(lambda: bool(got_a), 10, "b's message at a")
-            assert got_a[0] == ("chat", b"\x00\x01binary", b.peer_id)
+            await wait_for(lambda: bool(got["a"]), 10, "b's message at a")
+            assert got["a"][0] == ("chat", b"\x00\x01binary", b.peer_id)
             # a late joiner receives later messages of an existing channel
-            c = await Client.connect(url, token="t", room="r", display_name="c")
-            got_c: list[tuple[str, Any, str]] = []
-            c.on("data", lambda label, message, peer: got_c.append((label, message, peer)))
+            c = await h.client(display_name="c")
+            c.on("data", lambda label, message, peer: got["c"].append((label, message, peer)))
             await asyncio.sleep(0.5)
             a.send_data("chat", "second")
-            await wait_for(lambda: bool(got_c), 10, "a's message at the late joiner")
-            assert got_c[0] == ("chat", "second", a.peer_id)
-            await c.close()
-        finally:
-            await a.close()
-            await b.close()
-            await server.close()
+            await wait_for(lambda: bool(got["c"]), 10, "a's message at the late joiner")
+            assert got["c"][0] == ("chat", "second", a.peer_id)
 
     run(main())
 
 
 def test_active_speaker_is_the_loud_one() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        quiet = await Client.connect(url, token="t", room="r", display_name="quiet")
-        loud = await Client.connect(url, token="t", room="r", display_name="loud")
-        speakers: list[str] = []
-        quiet.on("activeSpeaker", lambda params: speakers.append(params["peerId"]))
-        try:
+        async with Harness() as h:
+            quiet = await h.client(display_name="quiet")
+            loud = await h.client(display_name="loud")
+            speakers: list[str] = []
+            quiet.on("activeSpeaker", lambda params: speakers.append(params["peerId"]))
             await quiet.publish([ToneTrack(amplitude=0.001)])
             await loud.publish([ToneTrack(amplitude=0.8)])
             await wait_for(lambda: bool(speakers), 10, "an activeSpeaker notification")
             assert speakers[-1] == loud.peer_id
-        finally:
-            await quiet.close()
-            await loud.close()
-            await server.close()
 
     run(main())
 
 
 def test_h264_publisher_reaches_subscribers() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        producers = await publisher.publish([PatternTrack()], video_codec="video/H264")
-        assert [p["mimeType"] for p in producers] == ["video/H264"]
-        subscriber = await Client.connect(url, token="t", room="r")
-        counter = FrameCounter(subscriber)
-        try:
-            await wait_for(lambda: counter.frames["video"] >= 30, 15, "decoded H.264 frames")
+        async with Harness() as h:
+            producers = await (await h.client()).publish([PatternTrack()], video_codec="video/H264")
+            assert [p["mimeType"] for p in producers] == ["video/H264"]
+            counter = h.counter(await h.client())
+            with DecodeErrors() as errors:
+                await wait_for(lambda: counter.frames["video"] >= 30, 15, "decoded H.264 frames")
             assert counter.sizes == {(VIDEO_WIDTH, VIDEO_HEIGHT)}
-            producer = next(iter(server.rooms["r"].router.producers.values()))
+            assert errors.count == 0
+            producer = next(iter(h.server.rooms["r"].router.producers.values()))
             assert producer.stream.keyframes >= 1  # H.264 IDR seen by the data plane
-        finally:
-            await counter.close()
-            await subscriber.close()
-            await publisher.close()
-            await server.close()
 
     run(main())
 
 
 def test_manual_subscribe_and_unsubscribe_renegotiate() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        producers = await publisher.publish([PatternTrack(), ToneTrack()])
-        viewer = await Client.connect(url, token="t", room="r", auto_subscribe=False)
-        counter = FrameCounter(viewer)
-        try:
+        async with Harness() as h:
+            producers = await (await h.client()).publish([PatternTrack(), ToneTrack()])
+            viewer = await h.client(auto_subscribe=False)
+            counter = h.counter(viewer)
             await asyncio.sleep(0.5)
             assert counter.frames == {"audio": 0, "video": 0} and not viewer.tracks
             assert sorted(p["kind"] for p in viewer.peers[0]["producers"]) == ["audio", "video"]
@@ -311,33 +229,27 @@ def test_manual_subscribe_and_unsubscribe_renegotiate() -> None:
             await viewer.unsubscribe(video["id"])
             await wait_for(lambda: bool(closed), 5, "consumerClosed")
             await wait_for(lambda: bool(counter.ended), 5, "the video track to end")
-            room = server.rooms["r"]
-            viewer_peer = next(p for p in room.peers.values() if p.id == viewer.peer_id)
+            viewer_peer = h.server.rooms["r"].peers[viewer.peer_id]
             assert viewer_peer.recv_transport is not None
             assert not viewer_peer.recv_transport.consumers
-            # subscribe again: a new consumer, the closed m-line is reused
+            # subscribe again: a new consumer in the recycled m-line, under a new mid
             await viewer.subscribe(video["id"])
             before = counter.frames["video"]
-            await wait_for(lambda: counter.frames["video"] >= before + 10, 10, "video again")
-        finally:
-            await counter.close()
-            await viewer.close()
-            await publisher.close()
-            await server.close()
+            with DecodeErrors() as errors:
+                await wait_for(lambda: counter.frames["video"] >= before + 10, 10, "video again")
+            assert errors.count == 0
+            assert len({i["mid"] for i in counter.infos}) == 2
 
     run(main())
 
 
 def test_close_cascades_and_is_idempotent() -> None:
     async def main() -> None:
-        server = await started_server()
-        url = ws_url(server)
-        publisher = await Client.connect(url, token="t", room="r")
-        await publisher.publish([PatternTrack()])
-        subscriber = await Client.connect(url, token="t", room="r")
-        counter = FrameCounter(subscriber)
-        try:
+        async with Harness() as h:
+            await (await h.client()).publish([PatternTrack()])
+            counter = h.counter(await h.client())
             await wait_for(lambda: counter.frames["video"] >= 5, 15, "video")
+            server = h.server
             room = server.rooms["r"]
             producer = next(iter(room.router.producers.values()))
             consumer = next(iter(producer.consumers.values()))
@@ -350,18 +262,14 @@ def test_close_cascades_and_is_idempotent() -> None:
             producer.close()
             assert closes == ["consumer", "producer"]
             assert consumer.closed and not producer.consumers
+            peers = list(room.peers.values())
             room.close()
             room.close()
             assert closes == ["consumer", "producer", "router", "room"]
             assert not server.rooms
-            assert all(t.closed for p in room.peers.values() for t in (p.send_transport,))
+            assert all(p.closed and p.send_transport.closed for p in peers)
             await server.close()
             await server.close()
             assert server.workers[0].closed
-        finally:
-            await counter.close()
-            await subscriber.close()
-            await publisher.close()
-            await server.close()
 
     run(main())
