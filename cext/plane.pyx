@@ -19,6 +19,8 @@ cdef enum:
     PLANE_NACK_MAX_GAP = 512      # a larger jump is a restart, not loss
     PLANE_NACK_RETRIES = 8
     PLANE_NACK_INTERVAL_MS = 60   # between two NACKs for the same packet
+    PLANE_MAX_DROPOUT = 3000      # RFC 3550 A.1: a larger jump ahead needs confirming
+    PLANE_MAX_MISORDER = 1000     # ... and so does a packet this far behind (no repair is useful)
 
 cpdef enum PlaneCodec:
     CODEC_OPUS = 1
@@ -94,6 +96,7 @@ cdef class PlaneConsumer:
     cdef readonly uint64_t retransmitted
     cdef readonly uint64_t retransmit_missing
     cdef readonly uint64_t dropped_paused
+    cdef readonly uint64_t dropped_old          # from before the point the consumer synced at
     cdef readonly uint64_t protect_errors
     cdef readonly bint closed
 
@@ -179,7 +182,10 @@ cdef class PlaneConsumer:
                 self._ts_offset = self.last_timestamp + advance - h.timestamp
             return True
         # older than the sync point: the subscriber never saw the run it belongs to
-        return <int16_t>(h.sequence_number - self._sync_in_seq) >= 0
+        if <int16_t>(h.sequence_number - self._sync_in_seq) < 0:
+            self.dropped_old += 1
+            return False
+        return True
 
     cdef int _write(self, uint8_t* out, int length, RtpHeader* oh) noexcept:
         """Rewrite a copy in out (parsed into oh) and protect it: the new length, or -1."""
@@ -314,6 +320,13 @@ cdef class PlaneStream:
     cdef uint64_t _level_sum
     cdef uint32_t _level_count
     cdef uint32_t _voice_count
+    # a packet far from the run, held until the next one shows whether the publisher restarted
+    cdef uint8_t _held[UDP_DATAGRAM_MAX]
+    cdef int _held_length
+    cdef uint16_t _held_seq
+    cdef readonly uint64_t restarts
+    cdef uint64_t _base_packets       # packets before the last restart (reports count after it)
+    cdef readonly uint64_t bad_sequence
     cdef readonly bint closed
 
     def __init__(self, PlaneTransport transport not None, *, ssrc, int payload_type, int codec,
@@ -374,9 +387,9 @@ cdef class PlaneStream:
         if not self._started:
             return (0, 0, 0, 0)
         cdef int64_t expected = self._highest - self._base + 1
-        cdef int64_t lost = expected - <int64_t>self.packets
+        cdef int64_t lost = expected - <int64_t>(self.packets - self._base_packets)
         cdef int64_t expected_interval = expected - <int64_t>self._expected_prior
-        cdef int64_t received = <int64_t>self.packets
+        cdef int64_t received = <int64_t>(self.packets - self._base_packets)
         cdef int64_t received_interval = received - <int64_t>self._received_prior
         cdef int64_t lost_interval = expected_interval - received_interval
         self._expected_prior = expected
@@ -420,6 +433,51 @@ cdef class PlaneStream:
         self._voice_count = 0
         return result
 
+    cdef inline bint _repairable(self, uint16_t osn) noexcept:
+        """Whether a repair (RTX) of osn can be of use: at most the highest sequence number seen
+        and not older than the repair window."""
+        cdef int64_t ext
+        if not self._started:
+            return False
+        ext = extend_sequence(self._highest, osn)
+        return self._highest - PLANE_MAX_MISORDER <= ext <= self._highest
+
+    cdef void _hold(self, const uint8_t* buf, int length, uint16_t seq) noexcept:
+        if self._held_length:
+            self.bad_sequence += 1
+        if length > UDP_DATAGRAM_MAX:
+            self._held_length = 0
+            return
+        memcpy(self._held, buf, length)
+        self._held_length = length
+        self._held_seq = seq
+
+    cdef void _restart(self, WorkerPlane plane, uint64_t now) noexcept:
+        """The publisher restarted its sequence numbers: start over with the held packet, and
+        resynchronise every consumer (their own numbers stay continuous)."""
+        cdef RtpHeader hh
+        cdef PlaneConsumer consumer
+        cdef int length = self._held_length
+        cdef uint16_t seq = self._held_seq
+        self._held_length = 0
+        self.restarts += 1
+        self._missing_count = 0
+        self._have_transit = False
+        self._started = False
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._base_packets = self.packets
+        if self._cache is not None:
+            self._cache.clear()
+        for consumer in self._consumers:
+            consumer._synced = False
+            consumer.waiting_keyframe = self.kind_video
+        if rtp_parse(self._held, length, &hh) == 0:
+            self._receive(plane, self._held, length, &hh, now, False)
+        if not self._started:   # the held packet did not parse: start from the current one
+            self._started = True
+            self._base = self._highest = 0x10000 + <uint16_t>(seq + 1)
+
     cdef inline void _note_missing(self, int64_t first, int64_t stop) noexcept:
         cdef int64_t s
         for s in range(first, stop):
@@ -462,7 +520,8 @@ cdef class PlaneStream:
         cdef int out_len
         cdef RtpHeader oh
         cdef uint64_t stored_at
-        # sequence tracking
+        # sequence tracking (RFC 3550 A.1: a large jump is believed only when the next packet
+        # continues it; the first packet of the new run is held until then)
         if not self._started:
             self._started = True
             ext = 0x10000 + h.sequence_number
@@ -470,6 +529,15 @@ cdef class PlaneStream:
             self._highest = ext
         else:
             ext = extend_sequence(self._highest, h.sequence_number)
+            if ext > self._highest + PLANE_MAX_DROPOUT or ext < self._highest - PLANE_MAX_MISORDER:
+                if self._held_length == 0 or h.sequence_number != <uint16_t>(self._held_seq + 1):
+                    self._hold(buf, length, h.sequence_number)
+                    return
+                self._restart(plane, now)
+                ext = extend_sequence(self._highest, h.sequence_number)
+            elif self._held_length:
+                self._held_length = 0   # the run went on where it was: the held one was stray
+                self.bad_sequence += 1
             if ext > self._highest:
                 if 1 < ext - self._highest <= PLANE_NACK_MAX_GAP:
                     self._note_missing(self._highest + 1, ext)
@@ -902,6 +970,10 @@ cdef class WorkerPlane:
             # unwrap RFC 4588: original sequence number, then the original payload
             po = h.payload_offset
             osn = load16(buf + po)
+            if not stream._repairable(osn):
+                # not a repair of anything this stream can still be missing
+                self._drops[8] += 1
+                return
             memmove(buf + po, buf + po + 2, h.payload_length - 2)
             length = <int>(po + h.payload_length - 2)
             buf[0] &= 0xDF

@@ -547,6 +547,7 @@ class PlaneConsumer:
     retransmitted: int
     retransmit_missing: int
     dropped_paused: int
+    dropped_old: int
     protect_errors: int
     closed: bool
     def __init__(
@@ -599,6 +600,10 @@ class PlaneStream:
     last_keyframe_ms: int
     nack_requested: int
     nack_recovered: int
+    restarts: int
+    """Times the publisher restarted its sequence numbers (RFC 3550 A.1 confirmation)."""
+    bad_sequence: int
+    """Packets far from the run that the next packet did not confirm (dropped)."""
     closed: bool
     def __init__(
         self,

@@ -52,6 +52,33 @@ def _context(certificate: Certificate) -> SSL.Context:
     return ctx
 
 
+RECORD_HEADER = 13
+CONTENT_TYPES = {20, 21, 22, 23}  # change_cipher_spec, alert, handshake, application_data
+
+
+def record_problem(data: bytes, *, handshaking: bool) -> str | None:
+    """What is wrong with a datagram of DTLS records, or None. Checked before OpenSSL sees it,
+    so that a forged or damaged datagram cannot end a handshake in progress."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < RECORD_HEADER:
+            return f"record header truncated at byte {pos}"
+        content_type, major, minor = data[pos], data[pos + 1], data[pos + 2]
+        if content_type not in CONTENT_TYPES:
+            return f"unknown content type {content_type}"
+        if major != 0xFE or minor not in (0xFF, 0xFD):
+            return f"not DTLS 1.0/1.2 (version {major:#04x}{minor:02x})"
+        epoch = int.from_bytes(data[pos + 3 : pos + 5], "big")
+        length = int.from_bytes(data[pos + 11 : pos + 13], "big")
+        left = len(data) - pos - RECORD_HEADER
+        if length > left:
+            return f"record length {length} exceeds the {left} bytes left"
+        if handshaking and epoch == 0 and content_type == 23:
+            return "application data before the handshake finished"
+        pos += RECORD_HEADER + length
+    return None
+
+
 class DtlsSession:
     """DTLS over a datagram callback. Call start() once ICE has selected an address."""
 
@@ -173,6 +200,12 @@ class DtlsSession:
         if self.state in ("closed", "failed"):
             return
         self.records_in += 1
+        problem = record_problem(data, handshaking=self.state != "connected")
+        if problem is not None:
+            # RFC 6347 4.1.2.7: invalid records are discarded, the association lives on
+            self.records_rejected += 1
+            log.debug("DTLS datagram discarded: %s", problem)
+            return
         if self.state == "new":
             # the peer (DTLS client) can be faster than our ICE bookkeeping
             self.start()

@@ -53,6 +53,7 @@ class Producer(Emitter):
         self.closed = False
         self.paused = False
         self.keyframe_requests = 0
+        self.restarts_seen = 0
         self._last_keyframe_request = 0.0
         self.sender_report: tuple[int, int, float] | None = None  # ntp, rtp ts, arrival (monotonic)
         self.stream = _core.PlaneStream(

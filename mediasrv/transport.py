@@ -175,6 +175,11 @@ class Transport(Emitter):
             return
         packets: list[Any] = []
         for producer in self.producers.values():
+            if producer.stream.restarts != producer.restarts_seen:
+                # the publisher restarted its numbering: the consumers resync on a keyframe
+                producer.restarts_seen = producer.stream.restarts
+                producer.awaiting_keyframe.update(producer.consumers.values())
+                producer.request_keyframe(force=True)
             if producer.awaiting_keyframe:
                 producer.retry_keyframe()
             lost = producer.stream.take_nacks()

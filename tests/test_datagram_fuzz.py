@@ -1036,12 +1036,6 @@ def test_stun_responses_over_real_udp(run: Run[None]) -> None:
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one spoofed epoch-0 record from the bound address during the DTLS handshake fails "
-    "the handshake and closes the transport (RFC 6347 4.1.2.7: invalid records SHOULD be "
-    "silently discarded)",
-)
 def test_garbage_dtls_record_during_the_handshake_is_discarded(run: Run[None]) -> None:
     async def main() -> None:
         async with bench() as b:
@@ -1061,12 +1055,6 @@ def test_garbage_dtls_record_during_the_handshake_is_discarded(run: Run[None]) -
 NOT_KEYFRAME = bytes([0x90, 0x80, 0x05, 0x01])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plane: an RTX packet's original sequence number far ahead of the stream is "
-    "forwarded as is; every later packet is then older than the consumer's last one by more "
-    "than the SRTP replay window and fails to protect (the subscriber freezes)",
-)
 def test_rtx_with_a_far_ahead_original_sequence_number_does_not_freeze_consumers(
     run: Run[None],
 ) -> None:
@@ -1092,12 +1080,6 @@ def test_rtx_with_a_far_ahead_original_sequence_number_does_not_freeze_consumers
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plane: after a publisher restarts its sequence numbers lower (a new ffmpeg on a "
-    "PlainRtpTransport, same SSRC), the consumer drops every packet as older than its sync point "
-    "until the numbers catch up (up to 32768 packets), silently",
-)
 def test_publisher_sequence_restart_does_not_freeze_consumers(run: Run[None]) -> None:
     async def main() -> None:
         async with bench() as b, udp_socket() as inbox:
