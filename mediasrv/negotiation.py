@@ -149,6 +149,13 @@ def _fmtp_dict(params: object) -> dict[str, str]:
     return {}
 
 
+def _sections_with(text: str, attribute: str) -> list[bool]:
+    """Per m-section of a description: whether it carries the attribute (for the attributes
+    aiortc's parser does not keep, such as a=rtcp-rsize)."""
+    sections = text.replace("\r\n", "\n").split("\nm=")[1:]
+    return [any(line.strip() == attribute for line in s.split("\n")) for s in sections]
+
+
 def _session_head(local: LocalParameters, version: int, bundle: list[str]) -> list[str]:
     """The session part of every description the server writes."""
     head = [
@@ -207,6 +214,8 @@ def _codec_lines(
 def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int) -> PublishAnswer:
     """Accept what the server can receive from a publisher's offer and write the answer."""
     offer = parse_description(offer_sdp, "offer")
+    assert isinstance(offer_sdp, str)
+    rsize = _sections_with(offer_sdp, "a=rtcp-rsize")
     remote = _remote_parameters(offer, "offer")
     setup = "active" if remote.setup == "passive" else "passive"
     bundle: set[str] = set()
@@ -252,7 +261,13 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
             reason = f"unsupported media kind {media.kind}"
         chosen: tuple[CodecSpec, int, list[tuple[str, str]], dict[str, str]] | None = None
         if reason is None:
-            for codec in media.rtp.codecs:
+            # in the order of the m-line's formats: the offerer's preference
+            order = {int(f): i for i, f in enumerate(media.fmt) if str(f).isdigit()}
+            offered = sorted(
+                (c for c in media.rtp.codecs if c.payloadType in order),
+                key=lambda c: order[int(c.payloadType or 0)],
+            )
+            for codec in offered:
                 name = codec.mimeType.split("/", 1)[1]
                 if name.lower() in ("rtx", "red", "ulpfec", "flexfec-03", "cn", "telephone-event"):
                     continue
@@ -321,8 +336,9 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
             f"a=mid:{mid}",
             f"a={answer_direction}",
             "a=rtcp-mux",
-            "a=rtcp-rsize",
         ]
+        if index < len(rsize) and rsize[index]:
+            lines.append("a=rtcp-rsize")
         lines += [
             f"a=extmap:{i} {uri}" for uri, i in sorted(extensions.items(), key=lambda x: x[1])
         ]

@@ -830,3 +830,28 @@ def test_new_ssrc_is_nonzero_and_unique() -> None:
     assert len(set(found)) == 200 and 0 not in found
     assert taken >= set(found) | {1, 2, 3}
     assert all(0 < s < 2**32 for s in found)
+
+
+def test_codec_choice_follows_the_m_line_order_not_the_rtpmap_order() -> None:
+    """Only the order of the formats on the m-line is a preference; rtpmap lines may come in
+    any order."""
+
+    def reorder(lines: list[str]) -> list[str]:
+        head = lines[0].split()
+        # H.264 packetization-mode 1 (106) first on the m-line, rtpmaps left as they were
+        pts = [pt for pt in head[3:] if pt != "106"]
+        return [" ".join([*head[:3], "106", *pts]), *lines[1:]]
+
+    result = answer(edit_section(CHROME_OFFER, "2", reorder))
+    assert result.tracks[1].codec.name == "H264"
+    assert result.tracks[1].payload_type == 106
+
+
+def test_rtcp_rsize_is_answered_only_where_offered() -> None:
+    def drop_rsize(lines: list[str]) -> list[str]:
+        return [line for line in lines if line != "a=rtcp-rsize"]
+
+    with_rsize = answer(CHROME_OFFER)
+    assert "a=rtcp-rsize" in section(with_rsize.sdp, "2")
+    without = answer(edit_section(CHROME_OFFER, "2", drop_rsize))
+    assert "a=rtcp-rsize" not in section(without.sdp, "2")
