@@ -21,7 +21,15 @@ import logging
 from typing import Any
 
 import aiohttp
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.rtcdatachannel import RTCDataChannel
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -38,6 +46,11 @@ class SignalingError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+def _capabilities(kind: str) -> list[Any]:
+    capabilities = RTCRtpReceiver.getCapabilities(kind)
+    return list(capabilities.codecs) if capabilities is not None else []
 
 
 async def _wait_connected(pc: RTCPeerConnection, limit: float) -> None:
@@ -66,6 +79,7 @@ class Client(AsyncIOEventEmitter):
         session: aiohttp.ClientSession,
         ws: aiohttp.ClientWebSocketResponse,
         request_timeout: float,
+        configuration: RTCConfiguration | None = None,
     ) -> None:
         super().__init__()
         self._session = session
@@ -78,7 +92,8 @@ class Client(AsyncIOEventEmitter):
         # server offers wait until connect() has returned, so listeners are in place for 'track'
         self._ready = asyncio.Event()
         self.tracks: list[tuple[MediaStreamTrack, dict[str, Any]]] = []
-        self.send_pc = RTCPeerConnection()
+        self._configuration = configuration or RTCConfiguration(iceServers=[])
+        self.send_pc = RTCPeerConnection(self._configuration)
         self.recv_pc: RTCPeerConnection | None = None
         self._control: RTCDataChannel = self.send_pc.createDataChannel(CONTROL_LABEL)
         self._channels: dict[str, RTCDataChannel] = {}
@@ -100,7 +115,10 @@ class Client(AsyncIOEventEmitter):
         display_name: str = "",
         auto_subscribe: bool = True,
         request_timeout: float = 10.0,
+        ice_servers: list[RTCIceServer] | None = None,
     ) -> Client:
+        """Join a room. The server is ICE-lite with reachable candidates, so no STUN/TURN
+        server is used unless ice_servers names one (aiortc's default would ask Google's)."""
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(
@@ -109,9 +127,17 @@ class Client(AsyncIOEventEmitter):
         except Exception:
             await session.close()
             raise
-        client = cls(session, ws, request_timeout)
+        client = cls(session, ws, request_timeout, RTCConfiguration(iceServers=ice_servers or []))
         client._reader = asyncio.create_task(client._read())
         try:
+            codecs = sorted(
+                {
+                    c.mimeType
+                    for kind in ("audio", "video")
+                    for c in _capabilities(kind)
+                    if c.mimeType.split("/")[1].lower() not in ("rtx", "red", "ulpfec")
+                }
+            )
             result = await client.request(
                 "join",
                 {
@@ -119,6 +145,7 @@ class Client(AsyncIOEventEmitter):
                     "room": room,
                     "displayName": display_name,
                     "autoSubscribe": auto_subscribe,
+                    "codecs": codecs,
                 },
             )
             client.peer_id = result["peerId"]
@@ -245,7 +272,7 @@ class Client(AsyncIOEventEmitter):
                 if self.closed:
                     return
                 if self.recv_pc is None:
-                    self.recv_pc = RTCPeerConnection()
+                    self.recv_pc = RTCPeerConnection(self._configuration)
                     self.recv_pc.on("track", self._on_track)
                 for info in params.get("consumers", []):
                     self._consumers_by_mid[info["mid"]] = info

@@ -284,8 +284,8 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
                     )
                     break
             if chosen is None:
-                offered = ", ".join(c.mimeType for c in media.rtp.codecs) or "none"
-                reason = f"no supported codec (offered: {offered})"
+                names = ", ".join(c.mimeType for c in media.rtp.codecs) or "none"
+                reason = f"no supported codec (offered: {names})"
         direction = media.direction or "sendrecv"
         if reason is not None or chosen is None:
             rejected[mid] = reason or "rejected"

@@ -61,10 +61,15 @@ class Peer(Emitter):
         notify: Notify,
         *,
         auto_subscribe: bool = True,
+        receive_codecs: list[str] | None = None,
         app_data: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.id = uuid.uuid4().hex[:16]
+        # the mime types this peer can decode (None: anything the server forwards)
+        self.receive_codecs = (
+            None if receive_codecs is None else {c.lower() for c in receive_codecs}
+        )
         self.room = room
         self.display_name = display_name
         self.notify = notify
@@ -189,9 +194,19 @@ class Peer(Emitter):
             self.recv_transport.on("close", self._transport_closed)
         return self.recv_transport
 
+    def can_receive(self, producer: Producer) -> bool:
+        codecs = self.receive_codecs
+        return codecs is None or producer.codec.mime_type.lower() in codecs
+
     def subscribe(self, producer: Producer) -> Consumer:
         if self.closed:
             raise NegotiationError("not_joined", "the peer has left")
+        if not self.can_receive(producer):
+            raise NegotiationError(
+                "unsupported_codec",
+                f"this peer cannot receive {producer.codec.mime_type} "
+                "(not among the codecs it joined with)",
+            )
         for slot in self._slots:
             if slot.consumer is not None and slot.consumer.producer is producer:
                 return slot.consumer

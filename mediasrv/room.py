@@ -41,6 +41,7 @@ class Room(Emitter):
         notify: Notify,
         *,
         auto_subscribe: bool = True,
+        receive_codecs: list[str] | None = None,
         app_data: dict[str, Any] | None = None,
     ) -> Peer:
         if self.closed:
@@ -48,7 +49,14 @@ class Room(Emitter):
         limit = self.server.config.media.max_peers_per_room
         if len(self.peers) >= limit:
             raise RoomFull(f"room {self.id!r} has its maximum of {limit} peers")
-        peer = Peer(self, display_name, notify, auto_subscribe=auto_subscribe, app_data=app_data)
+        peer = Peer(
+            self,
+            display_name,
+            notify,
+            auto_subscribe=auto_subscribe,
+            receive_codecs=receive_codecs,
+            app_data=app_data,
+        )
         others = list(self.peers.values())
         self.peers[peer.id] = peer
         peer.on("dataproducer", lambda dp: self._data_producer_added(peer, dp))
@@ -58,7 +66,8 @@ class Room(Emitter):
             other.notify("peerJoined", {"peer": peer.info()})
         if auto_subscribe:
             for producer in list(self.router.producers.values()):
-                peer.subscribe(producer)
+                if peer.can_receive(producer):
+                    peer.subscribe(producer)
         self.emit("peerjoined", peer)
         return peer
 
@@ -77,7 +86,7 @@ class Room(Emitter):
             if peer.id == owner_id:
                 continue
             peer.notify("producerAdded", info)
-            if peer.auto_subscribe:
+            if peer.auto_subscribe and peer.can_receive(producer):
                 peer.subscribe(producer)
 
     def _producer_closed(self, owner_id: str | None, producer: Producer) -> None:

@@ -171,6 +171,13 @@ class SignalingSession:
         room_id = _param(params, "room", str)
         name = _param(params, "displayName", str, required=False, default="")
         auto = _param(params, "autoSubscribe", bool, required=False, default=True)
+        codecs = _param(params, "codecs", list, required=False, default=None)
+        if codecs is not None and (
+            len(codecs) > 64 or not all(isinstance(c, str) and 0 < len(c) <= 64 for c in codecs)
+        ):
+            raise ProtocolError(
+                "invalid_params", "params.codecs must be a list of at most 64 mime type strings"
+            )
         if not room_id or len(room_id) > MAX_ROOM_ID:
             raise ProtocolError(
                 "invalid_params", f"params.room must be 1..{MAX_ROOM_ID} characters"
@@ -184,7 +191,7 @@ class SignalingSession:
             raise ProtocolError("unauthorized", "the token is not accepted")
         try:
             room = self.server.get_or_create_room(room_id)
-            peer = room.join(name, self.notify, auto_subscribe=auto)
+            peer = room.join(name, self.notify, auto_subscribe=auto, receive_codecs=codecs)
         except (RoomFull, TooManyRooms) as exc:
             raise ProtocolError(
                 "room_full" if isinstance(exc, RoomFull) else "too_many_rooms", str(exc)

@@ -22,6 +22,8 @@ from sfu_support import (
     wait_for,
 )
 
+from mediasrv.client import SignalingError
+
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(asyncio.wait_for(coro, 90))
@@ -271,5 +273,35 @@ def test_close_cascades_and_is_idempotent() -> None:
             await server.close()
             await server.close()
             assert server.workers[0].closed
+
+    run(main())
+
+
+def test_subscribers_only_get_codecs_they_joined_with() -> None:
+    """aiortc cannot decode VP9: a VP9 producer (here an ingest) is not offered to an aiortc
+    subscriber, which still gets the VP8 one; subscribing by hand is refused with a reason."""
+
+    async def main() -> None:
+        async with Harness() as h:
+            room = h.server.get_or_create_room("r")
+            ingest = room.router.create_plain_transport()
+            ingest.connect(("127.0.0.1", 40999))
+            vp9 = ingest.produce(
+                kind="video", mime_type="video/VP9", payload_type=98, ssrc=9,
+                app_data={"peerId": "ingest"},
+            )  # fmt: skip
+            await (await h.client()).publish([PatternTrack()])
+            viewer = await h.client()
+            counter = h.counter(viewer)
+            await wait_for(lambda: counter.frames["video"] >= 10, 15, "the VP8 video")
+            assert [i["producerId"] for i in counter.infos] != [vp9.id]
+            assert all(i["producerId"] != vp9.id for i in counter.infos)
+            try:
+                await viewer.subscribe(vp9.id)
+            except SignalingError as exc:
+                assert exc.code == "unsupported_codec"
+                assert "video/VP9" in str(exc)
+            else:
+                raise AssertionError("subscribing to VP9 was accepted")
 
     run(main())
