@@ -16,6 +16,7 @@ from mediasrv.negotiation import (
     MAX_MESSAGE_SIZE,
     SCTP_PORT,
     LocalParameters,
+    NegotiationError,
     RemoteParameters,
     new_ice_credentials,
 )
@@ -86,10 +87,18 @@ class WebRtcTransport(Transport):
     def set_remote(self, remote: RemoteParameters, *, local_setup: str) -> None:
         """The peer's ICE and DTLS parameters; local_setup is what our description said."""
         if self.closed:
-            raise RuntimeError("the transport is closed")
+            raise NegotiationError("not_joined", "the transport is closed")
         if self.remote is not None:
             if remote.fingerprints != self.remote.fingerprints:
-                raise ValueError("the DTLS fingerprint changed on renegotiation")
+                raise NegotiationError(
+                    "invalid_sdp", "the DTLS fingerprint changed on renegotiation (not supported)"
+                )
+            if (remote.ice_ufrag, remote.ice_pwd) != (self.remote.ice_ufrag, self.remote.ice_pwd):
+                raise NegotiationError(
+                    "invalid_sdp",
+                    "ICE credentials changed on renegotiation (ICE restart is not "
+                    "supported: leave and join again)",
+                )
             return
         self.remote = remote
         if local_setup == "actpass":

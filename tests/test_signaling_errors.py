@@ -662,3 +662,47 @@ def test_oversized_message_closes_only_that_connection(run: Run[None]) -> None:
             ]
 
     run(main())
+
+
+def test_a_renegotiation_that_changes_fingerprint_or_ice_credentials_is_refused(
+    run: Run[None],
+) -> None:
+    async def main() -> None:
+        server = MediaServer(ServerConfig(port=0))
+        await server.start()
+        assert server.http_address is not None
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(f"ws://127.0.0.1:{server.http_address[1]}/ws") as ws,
+            ):
+
+                async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+                    await ws.send_json({"id": 1, "method": method, "params": params})
+                    reply: dict[str, Any] = await ws.receive_json()
+                    while "id" not in reply:
+                        reply = await ws.receive_json()
+                    return reply
+
+                assert (await call("join", {"token": "t", "room": "r"}))["ok"]
+                pc.createDataChannel("x")
+                await pc.setLocalDescription(await pc.createOffer())
+                sdp = pc.localDescription.sdp
+                assert (await call("publish", {"sdp": sdp}))["ok"]
+                other_fp = re.sub(
+                    r"(a=fingerprint:sha-256 )\S+", r"\g<1>" + ":".join(["AA"] * 32), sdp
+                )
+                reply = await call("publish", {"sdp": other_fp})
+                assert reply["error"]["code"] == "invalid_sdp"
+                assert "fingerprint changed" in reply["error"]["message"]
+                restarted = re.sub(r"a=ice-ufrag:\S+", "a=ice-ufrag:zzzz", sdp)
+                reply = await call("publish", {"sdp": restarted})
+                assert reply["error"]["code"] == "invalid_sdp"
+                assert "ICE restart" in reply["error"]["message"]
+                assert (await call("publish", {"sdp": sdp}))["ok"]
+        finally:
+            await pc.close()
+            await server.close()
+
+    run(main())

@@ -30,6 +30,8 @@
  *
  * Connection model (see docs/protocol.md):
  *
+ * - `join` carries the codecs this browser decodes (`receiverCodecs()`): the server subscribes
+ *   this client only to producers in those codecs;
  * - one WebSocket to `ws(s)://HOST:PORT/ws`; `url` may be the server's http(s) or ws(s) URL or its
  *   `/ws` endpoint — it is normalized;
  * - the **send** RTCPeerConnection: this client offers. A data channel named `mediasrv-control` is
@@ -100,6 +102,24 @@ export function signalingUrl(url) {
   }
   parsed.hash = '';
   return parsed.toString();
+}
+
+/**
+ * The mime types this browser can decode (`RTCRtpReceiver.getCapabilities`), without the
+ * repair formats (rtx, red, ulpfec): sent with `join` so that the server subscribes this client
+ * only to producers it can decode.
+ * @returns {string[]} e.g. `['audio/opus', ..., 'video/VP8', 'video/VP9', ...]`, sorted
+ */
+export function receiverCodecs() {
+  const found = new Set();
+  for (const kind of ['audio', 'video']) {
+    const capabilities = RTCRtpReceiver.getCapabilities ? RTCRtpReceiver.getCapabilities(kind) : null;
+    for (const codec of (capabilities && capabilities.codecs) || []) {
+      const name = codec.mimeType.split('/')[1].toLowerCase();
+      if (!['rtx', 'red', 'ulpfec'].includes(name)) found.add(codec.mimeType);
+    }
+  }
+  return [...found].sort().slice(0, 64);
 }
 
 /**
@@ -207,8 +227,11 @@ class Emitter {
  * @property {string} room the room id (1..128 characters)
  * @property {string} [displayName] shown to other peers (≤128 characters)
  * @property {boolean} [autoSubscribe=true] receive every producer of the room, now and later
+ * @property {string[]} [codecs] the mime types this client decodes; default: `receiverCodecs()`
  * @property {number} [requestTimeout=10000] ms per request; also bounds connecting
- * @property {RTCConfiguration} [rtcConfiguration] extra configuration for both peer connections
+ * @property {RTCConfiguration} [rtcConfiguration] configuration of both peer connections. The
+ *   server is ICE-lite with reachable candidates, so no STUN/TURN server is needed or set by
+ *   default; pass `{iceServers: [...]}` to use one
  */
 
 /**
@@ -298,11 +321,14 @@ export class Client extends Emitter {
    */
   static async connect(url, options) {
     const { token, room, displayName = '', autoSubscribe = true } = options || {};
+    const codecs = options?.codecs ?? receiverCodecs();
     const limit = options?.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
     const ws = await openSocket(signalingUrl(url), limit);
     const client = new Client(ws, options);
     try {
-      const result = await client.request('join', { token, room, displayName, autoSubscribe });
+      const result = await client.request('join', {
+        token, room, displayName, autoSubscribe, codecs,
+      });
       client.peerId = result.peerId;
       client.room = result.room;
       client.peers = result.peers;
