@@ -124,12 +124,12 @@ setup(
     extras_require={
         "test": [
             "hypothesis>=6.100",
-            "mypy>=1.10",
+            "mypy==2.4.1",
             "playwright>=1.45",
             "pylibsrtp>=0.10",
             "pytest>=8",
             "pytest-benchmark>=4",
-            "ruff>=0.6",
+            "ruff==0.17.6",
         ],
     },
     entry_points={"console_scripts": ["mediasrv = mediasrv.cli:main"]},

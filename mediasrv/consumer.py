@@ -79,7 +79,9 @@ class Consumer(Emitter):
         # the first would otherwise wait for the next periodic keyframe, minutes away)
         if self.kind == "video":
             self.producer.awaiting_keyframe.add(self)
-        self.producer.request_keyframe(force=True)
+        # a subscriber transport still connecting asks when its keys exist (WebRtcTransport)
+        if self.transport.connected:
+            self.producer.request_keyframe(force=True)
 
     def pause(self) -> None:
         if not self.plane.paused:

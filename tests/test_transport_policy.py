@@ -4,6 +4,7 @@ a real ICE/DTLS/SRTP peer whose packets the test controls one by one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Coroutine
 from typing import Any
 
@@ -276,6 +277,47 @@ def test_server_takes_the_dtls_client_role_when_the_subscriber_answers_passive()
             assert peer.recv_transport.dtls_role.value == "client"
             send(pub_link, range(0, 30))
             await wait_for(lambda: sub_link.received >= 30, 3, "media over the reversed roles")
+        finally:
+            await sub.close()
+            await pub.close()
+            await server.close()
+
+    run(main())
+
+
+def test_keyframe_requests_repeat_while_a_consumer_waits() -> None:
+    """A publisher that ignores the first PLI is asked again, spaced by the 500 ms limit, until
+    a keyframe arrives; then the requests stop."""
+
+    async def main() -> None:
+        server = await started_server()
+        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
+        try:
+            times: list[float] = []
+            loop = asyncio.get_running_loop()
+
+            def plis() -> int:
+                return sum(isinstance(p, _core.RtcpPli) for p in pub_link.rtcp_packets())
+
+            start = loop.time()
+            seq = 1
+            while loop.time() - start < 1.6:  # only delta frames: the consumer keeps waiting
+                pub_link.send_video(SSRC, seq, seq * 3000, keyframe=False)
+                seq += 1
+                count = plis()
+                if count > len(times):
+                    times.append(loop.time())
+                await asyncio.sleep(0.02)
+            assert len(times) >= 3, times
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert min(gaps) >= 0.4, gaps
+            assert sub_link.received == 0
+            pub_link.send_video(SSRC, seq, seq * 3000, keyframe=True)
+            await wait_for(lambda: sub_link.received == 1, 2, "the keyframe at the subscriber")
+            await asyncio.sleep(0.1)
+            before = plis()
+            await asyncio.sleep(1.0)
+            assert plis() == before, "PLIs went on after the keyframe"
         finally:
             await sub.close()
             await pub.close()

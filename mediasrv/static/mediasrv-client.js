@@ -30,10 +30,10 @@
  *
  * Connection model (see docs/protocol.md):
  *
- * - `join` carries the codecs this browser decodes (`receiverCodecs()`): the server subscribes
- *   this client only to producers in those codecs;
  * - one WebSocket to `ws(s)://HOST:PORT/ws`; `url` may be the server's http(s) or ws(s) URL or its
  *   `/ws` endpoint — it is normalized;
+ * - `join` carries the codecs this browser decodes (`receiverCodecs()`): the server subscribes
+ *   this client only to producers in those codecs;
  * - the **send** RTCPeerConnection: this client offers. A data channel named `mediasrv-control` is
  *   created before the first offer, so ICE, DTLS and SCTP come up at join even for a peer that
  *   never publishes; `connect()` resolves only once this connection is `connected`. Data channels
