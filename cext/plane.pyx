@@ -73,7 +73,17 @@ cdef class PlaneConsumer:
     """One subscriber's copy of one PlaneStream: the rewrite applied and where it goes."""
 
     cdef readonly PlaneTransport transport
-    cdef readonly PlaneStream stream
+    cdef readonly PlaneStream stream           # the stream forwarded now
+    cdef PlaneStream _target                   # simulcast: the layer to switch to at a keyframe
+    cdef list _layers                          # every stream this consumer is attached to
+    cdef readonly uint64_t layer_switches
+    # VP8 PictureID / TL0PICIDX rewriting, so that a layer switch shows no jump
+    cdef bint _vp8_continuity
+    cdef uint16_t _pid_offset
+    cdef uint8_t _tl0_offset
+    cdef int _last_pid                         # -1: none sent yet
+    cdef int _last_tl0
+    cdef uint8_t _abs_send_time_id             # this consumer's id, written at send time
     cdef readonly uint32_t ssrc
     cdef readonly uint8_t payload_type
     cdef readonly uint32_t rtx_ssrc
@@ -117,6 +127,9 @@ cdef class PlaneConsumer:
         self.waiting_keyframe = stream.kind_video
         self._synced = False
         self._sent_any = False
+        self._layers = [stream]
+        self._last_pid = -1
+        self._last_tl0 = -1
 
     def set_extension_map(self, dict mapping not None) -> None:
         """Producer extension id -> this consumer's id; ids not in the map are removed."""
@@ -156,14 +169,58 @@ cdef class PlaneConsumer:
         self.waiting_keyframe = self.stream.kind_video
 
     def close(self) -> None:
+        cdef PlaneStream layer
         if not self.closed:
             self.closed = True
-            self.stream._remove(self)
+            for layer in self._layers:
+                layer._remove(self)
 
-    cdef inline bint _accept(self, const RtpHeader* h, bint keyframe) noexcept:
+    # ---- simulcast ----
+
+    def attach_layer(self, PlaneStream stream not None) -> None:
+        """Also receive this stream (another simulcast layer of the same producer); packets
+        from it are forwarded only after set_target() and a keyframe."""
+        if stream.transport is not self.stream.transport or stream.codec != self.stream.codec:
+            raise ValueError("a layer must be a stream of the same transport and codec")
+        if stream not in self._layers:
+            self._layers.append(stream)
+        if self not in stream._consumers:
+            stream._consumers.append(self)
+
+    def set_target(self, PlaneStream stream) -> None:
+        """Switch to this layer at its next keyframe (None or the current stream: stay)."""
+        if stream is not None and stream not in self._layers:
+            raise ValueError("not a layer of this consumer")
+        self._target = None if stream is self.stream else stream
+
+    @property
+    def target(self):
+        return self._target
+
+    def set_vp8_continuity(self, bint enabled) -> None:
+        """Rewrite VP8 PictureID and TL0PICIDX so they run on across layer switches."""
+        self._vp8_continuity = enabled
+
+    def set_abs_send_time_id(self, int ext_id) -> None:
+        """Write the send time into this (consumer-side) abs-send-time extension; 0: don't."""
+        if not 0 <= ext_id <= 14:
+            raise ValueError("extension id must be in 0..14")
+        self._abs_send_time_id = ext_id
+
+    cdef inline bint _accept(self, PlaneStream stream, const uint8_t* buf, const RtpHeader* h,
+                             bint keyframe) noexcept:
         """Whether this packet goes out; resynchronises offsets at a (key)frame start."""
         cdef uint64_t now
         cdef uint32_t advance
+        if stream is not self.stream:
+            # another simulcast layer: only its keyframe, when it is the target, moves us there
+            if stream is not self._target or not keyframe or self.paused:
+                return False
+            self.stream = stream
+            self._target = None
+            self._synced = False
+            self.waiting_keyframe = False
+            self.layer_switches += 1
         if self.paused:
             self.dropped_paused += 1
             return False
@@ -180,6 +237,8 @@ cdef class PlaneConsumer:
                     advance = 1
                 self._seq_offset = <uint16_t>(self.last_sequence_number + 1 - h.sequence_number)
                 self._ts_offset = self.last_timestamp + advance - h.timestamp
+            if self._vp8_continuity and self._last_pid >= 0:
+                self._sync_vp8(buf + h.payload_offset, h.payload_length)
             return True
         # older than the sync point: the subscriber never saw the run it belongs to
         if <int16_t>(h.sequence_number - self._sync_in_seq) < 0:
@@ -187,16 +246,49 @@ cdef class PlaneConsumer:
             return False
         return True
 
+    cdef void _sync_vp8(self, const uint8_t* payload, Py_ssize_t size) noexcept:
+        cdef Vp8Descriptor d
+        if vp8_parse(payload, size, &d) != 0:
+            return
+        if d.has_picture_id:
+            self._pid_offset = <uint16_t>((self._last_pid + 1 - d.picture_id) & 0x7FFF)
+        if d.has_tl0picidx and self._last_tl0 >= 0:
+            self._tl0_offset = <uint8_t>((self._last_tl0 + 1 - d.tl0picidx) & 0xFF)
+
+    cdef void _rewrite_vp8(self, uint8_t* payload, Py_ssize_t size) noexcept:
+        cdef Vp8Descriptor d
+        cdef uint16_t pid
+        cdef uint8_t tl0
+        if vp8_parse(payload, size, &d) != 0:
+            return
+        if d.has_picture_id:
+            pid = <uint16_t>((d.picture_id + self._pid_offset) & (0x7FFF if d.picture_id_15bit else 0x7F))
+            vp8_set_picture_id(payload, &d, pid)
+            self._last_pid = pid
+        if d.has_tl0picidx:
+            tl0 = <uint8_t>(d.tl0picidx + self._tl0_offset)
+            vp8_set_tl0picidx(payload, &d, tl0)
+            self._last_tl0 = tl0
+
     cdef int _write(self, uint8_t* out, int length, RtpHeader* oh) noexcept:
         """Rewrite a copy in out (parsed into oh) and protect it: the new length, or -1."""
         cdef uint16_t seq = <uint16_t>(oh.sequence_number + self._seq_offset)
         cdef uint32_t ts = oh.timestamp + self._ts_offset
+        cdef timespec now
         rtp_set_ssrc(out, oh, self.ssrc)
         rtp_set_sequence_number(out, oh, seq)
         rtp_set_timestamp(out, oh, ts)
         rtp_set_payload_type(out, oh, self.payload_type)
         if self._remap and oh.element_count:
             rtp_remap_extension_ids(out, oh, self._ext_map)
+        if self._abs_send_time_id and oh.element_count:
+            # 6.18 fixed-point seconds (so the subscriber can estimate bandwidth and send REMB)
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            rtp_write_abs_send_time(out, oh, self._abs_send_time_id, <uint32_t>(
+                ((<uint64_t>now.tv_sec << 18) | ((<uint64_t>now.tv_nsec << 18) // 1000000000))
+                & 0xFFFFFF))
+        if self._vp8_continuity and oh.payload_length > 0:
+            self._rewrite_vp8(out + oh.payload_offset, oh.payload_length)
         if <int16_t>(seq - self.last_sequence_number) > 0 or not self._sent_any:
             self.last_sequence_number = seq
             self.last_timestamp = ts
@@ -360,6 +452,13 @@ cdef class PlaneStream:
             raise ValueError("the consumer belongs to another stream")
         if consumer not in self._consumers:
             self._consumers.append(consumer)
+
+    def set_rtx(self, rtx_ssrc, int rtx_payload_type) -> None:
+        """The RTX stream that repairs this one (learnt later, e.g. from repaired-rid)."""
+        if not 0 < rtx_payload_type <= 127:
+            raise ValueError("RTX payload type must be in 1..127")
+        self.rtx_ssrc = _u32(rtx_ssrc, "RTX SSRC")
+        self.rtx_payload_type = rtx_payload_type
 
     cdef void _remove(self, PlaneConsumer consumer):
         if consumer in self._consumers:
@@ -590,7 +689,7 @@ cdef class PlaneStream:
             # cannot receive
             if not consumer.transport._can_send():
                 continue
-            if not consumer._accept(h, keyframe):
+            if not consumer._accept(self, buf, h, keyframe):
                 continue
             slot = plane._out.count
             memcpy(plane._out.data[slot], buf, length)

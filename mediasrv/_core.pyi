@@ -575,6 +575,17 @@ class PlaneConsumer:
         """Forward again from the next keyframe (video) or the next packet (audio)."""
     def request_sync(self) -> None: ...
     def close(self) -> None: ...
+    layer_switches: int
+    def attach_layer(self, stream: PlaneStream) -> None:
+        """Also receive this stream (another simulcast layer of the same producer)."""
+    def set_target(self, stream: PlaneStream | None) -> None:
+        """Switch to this layer at its next keyframe (None or the current stream: stay)."""
+    @property
+    def target(self) -> PlaneStream | None: ...
+    def set_vp8_continuity(self, enabled: bool) -> None:
+        """Rewrite VP8 PictureID and TL0PICIDX so they run on across layer switches."""
+    def set_abs_send_time_id(self, ext_id: int) -> None:
+        """Write the send time into this consumer's abs-send-time extension; 0: don't."""
     def retransmit(self, sequence_numbers: Iterable[int]) -> int:
         """Answer a NACK from the cache (as RTX when negotiated): how many went out."""
 
@@ -622,6 +633,8 @@ class PlaneStream:
     @property
     def consumers(self) -> list[PlaneConsumer]: ...
     def add_consumer(self, consumer: PlaneConsumer) -> None: ...
+    def set_rtx(self, rtx_ssrc: int, rtx_payload_type: int) -> None:
+        """The RTX stream that repairs this one (learnt later, e.g. from repaired-rid)."""
     def close(self) -> None: ...
     @property
     def highest_sequence(self) -> int: ...

@@ -311,6 +311,12 @@ class Client(AsyncIOEventEmitter):
     async def resume_consumer(self, consumer_id: str) -> None:
         await self.request("resumeConsumer", {"consumerId": consumer_id})
 
+    async def set_preferred_layer(self, consumer_id: str, spatial_layer: int | None) -> None:
+        """The highest simulcast layer (0: lowest) to receive on this consumer; None: any."""
+        await self.request(
+            "setPreferredLayers", {"consumerId": consumer_id, "spatialLayer": spatial_layer}
+        )
+
     async def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("stats")
         return result

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediasrv import _core
 from mediasrv.events import Emitter
-from mediasrv.rtp_capabilities import SUBSCRIBE_EXTENSIONS
+from mediasrv.rtp_capabilities import EXT_ABS_SEND_TIME, SUBSCRIBE_EXTENSIONS
 
 if TYPE_CHECKING:
     from mediasrv.producer import Producer
@@ -50,6 +50,7 @@ class Consumer(Emitter):
             cid = SUBSCRIBE_EXTENSIONS[producer.kind].get(uri)
             if cid:
                 ext_map[pid] = cid
+        abs_send_time = SUBSCRIBE_EXTENSIONS[producer.kind].get(EXT_ABS_SEND_TIME, 0)
         self.plane = _core.PlaneConsumer(
             transport.plane,
             producer.stream,
@@ -60,6 +61,10 @@ class Consumer(Emitter):
             extension_map=ext_map,
             paused=paused,
         )
+        if EXT_ABS_SEND_TIME in producer.extensions:
+            # our own send time, so that the subscriber's bandwidth estimate (REMB) measures
+            # the path from us, not from the publisher
+            self.plane.set_abs_send_time_id(abs_send_time)
 
     @property
     def paused(self) -> bool:
@@ -70,8 +75,34 @@ class Consumer(Emitter):
         if self.closed:
             return
         self.started = True
-        self.producer.stream.add_consumer(self.plane)
+        self.plane.stream.add_consumer(self.plane)
         self._want_keyframe()
+
+    # ---- layers (a simple consumer has the one) ----
+
+    def current_layer(self) -> int | None:
+        """The layer forwarded now (None before the first keyframe)."""
+        if not self.plane.synced:
+            return None
+        return self.producer.layer_of(self.plane.stream)
+
+    def wanted_layer(self) -> int | None:
+        """The layer this consumer needs a keyframe of: the one it switches to, else its own."""
+        target = self.plane.target
+        return self.producer.layer_of(target if target is not None else self.plane.stream)
+
+    def waiting_for_layer(self) -> int | None:
+        """The layer whose keyframe this consumer still waits for, or None."""
+        if self.plane.waiting_keyframe or self.plane.target is not None:
+            return self.wanted_layer()
+        return None
+
+    def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
+        """A simulcast layer appeared (only SimulcastConsumer uses it)."""
+
+    def allocate(self, budget: float, now: float) -> float:
+        """Take what this consumer needs from a subscriber's bandwidth budget (bit/s)."""
+        return float(self.producer.layer_bitrates.get(self.wanted_layer() or 0, 0))
 
     def _want_keyframe(self) -> None:
         # asked now, and again by the producer until a keyframe arrives: a publisher may ignore
@@ -81,7 +112,7 @@ class Consumer(Emitter):
             self.producer.awaiting_keyframe.add(self)
         # a subscriber transport still connecting asks when its keys exist (WebRtcTransport)
         if self.transport.connected:
-            self.producer.request_keyframe(force=True)
+            self.producer.request_keyframe(force=True, layer=self.wanted_layer())
 
     def pause(self) -> None:
         if not self.plane.paused:
@@ -96,7 +127,7 @@ class Consumer(Emitter):
             self.emit("resume")
 
     def request_keyframe(self) -> None:
-        self.producer.request_keyframe()
+        self.producer.request_keyframe(layer=self.wanted_layer())
 
     def retransmit(self, sequence_numbers: list[int]) -> int:
         self.nack_received += len(sequence_numbers)
@@ -119,6 +150,9 @@ class Consumer(Emitter):
             "pliReceived": self.pli_received,
             "rttMs": self.rtt_ms,
             "fractionLost": self.fraction_lost,
+            "currentLayer": self.current_layer(),
+            "targetLayer": self.wanted_layer(),
+            "layerSwitches": p.layer_switches,
         }
 
     def close(self) -> None:
@@ -136,3 +170,115 @@ class SimpleConsumer(Consumer):
     """Forwards the producer's single stream as it is."""
 
     type = "simple"
+
+
+class SimulcastConsumer(Consumer):
+    """Forwards one of the producer's simulcast layers, chosen per subscriber: the highest that
+    is active, not above the preferred layer, and within the subscriber's bandwidth. Switching
+    happens in the data plane at a keyframe of the new layer, with sequence numbers, timestamps
+    and VP8 PictureID/TL0PICIDX continuous. Going down is immediate; going up waits until the
+    higher layer has fitted the budget for UP_DELAY seconds.
+
+    Events (besides Consumer's): ``layerschange`` (the layer now forwarded)."""
+
+    type = "simulcast"
+    UP_DELAY = 2.0  # seconds a higher layer must fit before switching up
+    UP_MARGIN = 1.15  # ... with this much room to spare
+    LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that moves one layer down
+
+    def __init__(
+        self,
+        producer: Producer,
+        transport: Transport,
+        *,
+        ssrc: int,
+        rtx_ssrc: int,
+        paused: bool = False,
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            producer, transport, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
+        )
+        self.preferred_layer: int | None = None  # None: the highest
+        self.target_layer: int | None = None
+        self.layer_changes = 0
+        self._switches_seen = 0
+        self._up_candidate: int | None = None
+        self._up_since = 0.0
+        self.plane.set_vp8_continuity(producer.codec.name == "VP8")
+        for stream in producer.layers.values():
+            if stream is not self.plane.stream:
+                self.plane.attach_layer(stream)
+
+    def start(self) -> None:
+        if self.closed:
+            return
+        super().start()
+        self.allocate(float("inf"), 0.0)
+
+    def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
+        self.plane.attach_layer(stream)
+
+    def set_preferred_layer(self, layer: int | None) -> None:
+        """The highest layer this subscriber wants (None: any); applied at once when lower."""
+        if layer is not None and not 0 <= layer < len(self.producer.rids):
+            raise ValueError(
+                f"layer {layer} is outside 0..{len(self.producer.rids) - 1} of this producer"
+            )
+        self.preferred_layer = layer
+        self._up_candidate = None
+        self.allocate(float("inf"), 0.0, immediate=True)
+
+    def allocate(self, budget: float, now: float, immediate: bool = False) -> float:
+        if not self.started or self.closed:
+            return 0.0
+        producer = self.producer
+        active = [layer for layer in producer.active_layers() if layer in producer.layers]
+        if not active:
+            active = sorted(producer.layers)
+        ceiling = self.preferred_layer if self.preferred_layer is not None else max(active)
+        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
+        rates = producer.layer_bitrates
+        if self.fraction_lost > self.LOSS_DOWN and self.target_layer is not None:
+            # heavy loss toward this subscriber: fit under what the current layer needs
+            budget = min(budget, rates.get(self.target_layer, 0) * 0.8)
+        fitting = [layer for layer in allowed if rates.get(layer, 0) <= budget]
+        choice = max(fitting) if fitting else min(allowed)
+        current = self.target_layer
+        if current is None or choice < current or immediate or current not in allowed:
+            self._set_target(choice)
+        elif choice > current:
+            fits_well = rates.get(choice, 0) * self.UP_MARGIN <= budget
+            if self._up_candidate != choice or not fits_well:
+                self._up_candidate, self._up_since = (choice, now) if fits_well else (None, 0.0)
+            elif now - self._up_since >= self.UP_DELAY:
+                self._set_target(choice)
+        else:
+            self._up_candidate = None
+        self._note_switches()
+        return float(rates.get(self.target_layer or 0, 0))
+
+    def _set_target(self, layer: int) -> None:
+        self._up_candidate = None
+        if layer == self.target_layer:
+            return
+        self.target_layer = layer
+        stream = self.producer.layers[layer]
+        self.plane.set_target(stream)
+        if self.plane.target is not None and not self.plane.paused:
+            self.producer.awaiting_keyframe.add(self)
+            if self.transport.connected:
+                self.producer.request_keyframe(force=True, layer=layer)
+
+    def _note_switches(self) -> None:
+        switches = self.plane.layer_switches
+        if switches != self._switches_seen:
+            self._switches_seen = switches
+            self.layer_changes += 1
+            self.emit("layerschange", self.current_layer())
+
+    def stats(self) -> dict[str, Any]:
+        stats = super().stats()
+        stats["preferredLayer"] = self.preferred_layer
+        stats["targetLayer"] = self.target_layer
+        return stats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -36,6 +37,7 @@ class MediaServer(Emitter):
         self.rooms: dict[str, Room] = {}
         self._runner: web.AppRunner | None = None
         self.signaling_sessions: set[web.WebSocketResponse] = set()
+        self.rejected: Counter[str] = Counter()  # requests refused, by reason
         self.http_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
@@ -71,6 +73,9 @@ class MediaServer(Emitter):
             sockets = getattr(server, "sockets", None) or []
             port = sockets[0].getsockname()[1] if sockets else self.config.port
             self.http_address = (self.config.host, port)
+
+    def count_rejected(self, reason: str) -> None:
+        self.rejected[reason] += 1
 
     def get_or_create_room(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)

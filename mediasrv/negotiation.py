@@ -8,6 +8,7 @@ they carry what aiortc's writer does not (``a=ice-lite`` per session, ``a=rtcp-r
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from aiortc import sdp as aiortc_sdp
 
 from mediasrv.rtp_capabilities import (
     AUDIO_FEEDBACK,
+    EXT_MID,
+    EXT_RID,
     PUBLISH_EXTENSIONS,
     SUBSCRIBE_EXTENSIONS,
     VIDEO_FEEDBACK,
@@ -72,6 +75,44 @@ class OfferedTrack:
     stream_id: str
     track_id: str
     sending: bool
+    # RID simulcast (a=rid / a=simulcast:send), layers from the lowest: e.g. ["q", "h", "f"]
+    rids: list[str] = field(default_factory=list)
+
+
+MAX_RIDS = 4
+RID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+def _simulcast(section: str, mid: str) -> list[str]:
+    """The send RIDs of a media section (RFC 8851/8853), in a=simulcast order."""
+    declared: list[str] = []
+    order: list[str] = []
+    for raw in section.split("\n"):
+        line = raw.strip()
+        if line.startswith("a=rid:"):
+            parts = line[6:].split()
+            if len(parts) >= 2 and parts[1] == "send":
+                declared.append(parts[0])
+        elif line.startswith("a=simulcast:"):
+            parts = line[12:].split()
+            if len(parts) >= 2 and parts[0] == "send":
+                # alternatives (a,b) and paused (~a) are not used by browsers: take the first
+                order = [alt.split(",")[0].lstrip("~") for alt in parts[1].split(";")]
+    if not declared and not order:
+        return []
+    rids = order or declared
+    for rid in rids:
+        if not RID_PATTERN.match(rid):
+            raise NegotiationError("invalid_sdp", f"offer: media {mid}: bad rid {rid!r}")
+        if rid not in declared:
+            raise NegotiationError(
+                "invalid_sdp", f"offer: media {mid}: simulcast names rid {rid!r} with no a=rid"
+            )
+    if len(rids) > MAX_RIDS or len(set(rids)) != len(rids):
+        raise NegotiationError(
+            "invalid_sdp", f"offer: media {mid}: at most {MAX_RIDS} distinct rids are accepted"
+        )
+    return rids
 
 
 @dataclass
@@ -216,6 +257,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
     offer = parse_description(offer_sdp, "offer")
     assert isinstance(offer_sdp, str)
     rsize = _sections_with(offer_sdp, "a=rtcp-rsize")
+    raw_sections = offer_sdp.replace("\r\n", "\n").split("\nm=")[1:]
     remote = _remote_parameters(offer, "offer")
     setup = "active" if remote.setup == "passive" else "passive"
     bundle: set[str] = set()
@@ -313,6 +355,9 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         ssrc, rtx_ssrc = _ssrcs(media)
         _check_rtp_numbers(mid, (pt, rtx_pt), extensions, (ssrc, rtx_ssrc), seen_ssrcs)
         stream_id, track_id = _msid(media)
+        rids = _simulcast(raw_sections[index], mid) if media.kind == "video" else []
+        if rids and (EXT_MID not in extensions or EXT_RID not in extensions):
+            rids = []  # without MID and RID extensions the layers cannot be told apart
         tracks.append(
             OfferedTrack(
                 mid,
@@ -320,12 +365,13 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
                 spec,
                 pt,
                 rtx_pt,
-                ssrc,
-                rtx_ssrc,
+                None if rids else ssrc,
+                None if rids else rtx_ssrc,
                 extensions,
                 stream_id,
                 track_id,
                 sending,
+                rids,
             )
         )
         fmts = [pt] + ([rtx_pt] if rtx_pt else [])
@@ -345,6 +391,9 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         lines += _transport_lines(local, setup, not accepted_mids)
         answer_fmtp = fmtp if spec.name != "opus" else {**spec.fmtp}
         lines += _codec_lines(spec, pt, rtx_pt, feedback, answer_fmtp, start_bitrate=True)
+        if rids:
+            lines += [f"a=rid:{rid} recv" for rid in rids]
+            lines.append("a=simulcast:recv " + ";".join(rids))
         sections.append(lines)
         accepted_mids.append(mid)
     if not accepted_mids:

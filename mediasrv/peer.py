@@ -25,7 +25,7 @@ from mediasrv.negotiation import (
     parse_subscribe_answer,
 )
 from mediasrv.producer import Producer
-from mediasrv.rtp_capabilities import EXT_MID
+from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID
 
 if TYPE_CHECKING:
     from mediasrv.room import Room
@@ -82,6 +82,7 @@ class Peer(Emitter):
         self.recv_transport: WebRtcTransport | None = None
         self.producers: dict[str, Producer] = {}  # by mid of the send transport
         self._pending: dict[str, OfferedTrack] = {}  # sending tracks without an SSRC yet
+        self._simulcast: dict[str, OfferedTrack] = {}  # RID-simulcast tracks, by mid
         self.data_producers: dict[str, DataProducer] = {}
         self.data_consumers: dict[str, DataConsumer] = {}
         self._publish_version = 0
@@ -116,10 +117,12 @@ class Peer(Emitter):
             if (
                 track is None
                 or (track.ssrc is not None and track.ssrc != producer.ssrc)
+                or track.rids != producer.rids
                 or track.codec is not producer.codec
             ):
                 producer.close()
         self._pending = {}
+        self._simulcast = {mid: t for mid, t in sending.items() if t.rids}
         for mid, track in sending.items():
             if mid in self.producers:
                 continue
@@ -137,7 +140,7 @@ class Peer(Emitter):
             "rejected": answer.rejected,
         }
 
-    def _create_producer(self, track: OfferedTrack, ssrc: int) -> Producer:
+    def _create_producer(self, track: OfferedTrack, ssrc: int, layer: int = 0) -> Producer:
         producer = Producer(
             self.send_transport,
             kind=track.kind,
@@ -148,6 +151,8 @@ class Peer(Emitter):
             rtx_ssrc=track.rtx_ssrc,
             mid=track.mid,
             extensions=track.extensions,
+            rids=track.rids,
+            layer=layer,
             app_data={"peerId": self.id, "streamId": track.stream_id, "trackId": track.track_id},
         )
         self.producers[track.mid] = producer
@@ -157,13 +162,40 @@ class Peer(Emitter):
         return producer
 
     def _claim_ssrc(self, ssrc: int, payload_type: int, packet: bytes) -> None:
-        if not self._pending:
+        """A packet on an SSRC no producer owns yet: a track offered without a=ssrc, matched by
+        its MID extension, or a simulcast layer (RID) or its RTX stream (repaired RID)."""
+        if not self._pending and not self._simulcast:
             return
         try:
             rtp = _core.RtpPacket.parse(packet)
         except ValueError:
             return
+        for mid, track in list(self._simulcast.items()):
+            mid_id = track.extensions.get(EXT_MID, 0)
+            if not mid_id or rtp.mid(mid_id) != mid:
+                continue
+            if payload_type == track.payload_type:
+                rid = rtp.rid(track.extensions.get(EXT_RID, 0))
+                if rid is None or rid not in track.rids:
+                    self.send_transport.worker.count_drop("rid_undeclared")
+                    return
+                layer = track.rids.index(rid)
+                self._pending.pop(mid, None)
+                producer = self.producers.get(mid)
+                if producer is None:
+                    self._create_producer(track, ssrc, layer)
+                elif layer not in producer.layers:
+                    producer.add_layer(layer, ssrc)
+                return
+            if track.rtx_payload_type and payload_type == track.rtx_payload_type:
+                rrid = rtp.rid(track.extensions.get(EXT_RRID, 0))
+                producer = self.producers.get(mid)
+                if rrid in track.rids and producer is not None:
+                    producer.set_layer_rtx(track.rids.index(rrid), ssrc)
+                return
         for mid, track in list(self._pending.items()):
+            if track.rids:
+                continue
             ext = track.extensions.get(EXT_MID)
             found = rtp.mid(ext) if ext else None
             if (
@@ -223,6 +255,12 @@ class Peer(Emitter):
             self._slots.append(_Slot(mid, producer.kind, consumer))
         consumer.mid = next(s.mid for s in self._slots if s.consumer is consumer)
         consumer.on("close", lambda: self._consumer_closed(consumer))
+        consumer.on(
+            "layerschange",
+            lambda layer: self.notify(
+                "layersChanged", {"consumerId": consumer.id, "spatialLayer": layer}
+            ),
+        )
         self._renegotiate()
         return consumer
 

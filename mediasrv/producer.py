@@ -19,7 +19,11 @@ PACKET_CACHE_SIZE = 1024
 
 
 class Producer(Emitter):
-    """Events: ``close``, ``score``. close() is idempotent and closes every consumer first."""
+    """A published track. A simulcast producer has one data-plane stream per RID layer (index 0
+    is the lowest), created as each layer's first packet arrives.
+
+    Events: ``close``, ``layer`` (index, stream: a simulcast layer appeared). close() is
+    idempotent and closes every consumer first."""
 
     def __init__(
         self,
@@ -33,6 +37,8 @@ class Producer(Emitter):
         rtx_ssrc: int | None,
         mid: str,
         extensions: dict[str, int],
+        rids: list[str] | None = None,
+        layer: int = 0,
         app_data: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -46,70 +52,152 @@ class Producer(Emitter):
         self.rtx_ssrc = rtx_ssrc or 0
         self.mid = mid
         self.extensions = dict(extensions)
+        self.rids = list(rids or [])
         self.app_data = dict(app_data or {})
         self.consumers: dict[str, Consumer] = {}
-        # started video consumers still waiting for their first keyframe (see retry_keyframe)
+        # started video consumers still waiting for a keyframe (see retry_keyframe)
         self.awaiting_keyframe: set[Consumer] = set()
         self.closed = False
         self.paused = False
         self.keyframe_requests = 0
-        self.restarts_seen = 0
-        self._last_keyframe_request = 0.0
-        self.sender_report: tuple[int, int, float] | None = None  # ntp, rtp ts, arrival (monotonic)
-        self.stream = _core.PlaneStream(
-            transport.plane,
+        self.restarts_seen: dict[int, int] = {}
+        self._last_keyframe_request: dict[int, float] = {}
+        # per SSRC: ntp, rtp timestamp, arrival (monotonic) of the last sender report
+        self.sender_reports: dict[int, tuple[int, int, float]] = {}
+        self.layers: dict[int, _core.PlaneStream] = {}
+        self.layer_bitrates: dict[int, int] = {}
+        self._bytes_seen: dict[int, tuple[int, float]] = {}
+        self.stream = self._add_stream(layer, ssrc, self.rtx_ssrc)
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.rids) > 1
+
+    @property
+    def sender_report(self) -> tuple[int, int, float] | None:
+        return self.sender_reports.get(self.ssrc)
+
+    def _add_stream(self, layer: int, ssrc: int, rtx_ssrc: int) -> _core.PlaneStream:
+        stream = _core.PlaneStream(
+            self.transport.plane,
             ssrc=ssrc,
-            payload_type=payload_type,
-            codec=codec.plane_codec,
-            clock_rate=codec.clock_rate,
-            rtx_ssrc=self.rtx_ssrc,
-            rtx_payload_type=rtx_payload_type if self.rtx_ssrc else 0,
-            audio_level_id=extensions.get(EXT_AUDIO_LEVEL, 0) if kind == "audio" else 0,
-            cache_size=PACKET_CACHE_SIZE if kind == "video" else 0,
+            payload_type=self.payload_type,
+            codec=self.codec.plane_codec,
+            clock_rate=self.codec.clock_rate,
+            rtx_ssrc=rtx_ssrc,
+            rtx_payload_type=self.rtx_payload_type if rtx_ssrc else 0,
+            audio_level_id=self.extensions.get(EXT_AUDIO_LEVEL, 0) if self.kind == "audio" else 0,
+            cache_size=PACKET_CACHE_SIZE if self.kind == "video" else 0,
             owner=self,
         )
-        transport.plane.add_stream(self.stream)
+        self.transport.plane.add_stream(stream)
+        self.layers[layer] = stream
+        return stream
 
-    def request_keyframe(self, force: bool = False) -> bool:
-        """Ask the publisher for a keyframe (PLI), at most every KEYFRAME_REQUEST_INTERVAL."""
+    def add_layer(self, layer: int, ssrc: int) -> _core.PlaneStream:
+        """A simulcast layer's first packet arrived on a new SSRC."""
+        if self.closed:
+            raise RuntimeError("the producer is closed")
+        if not 0 <= layer < len(self.rids) or layer in self.layers:
+            raise ValueError(f"layer {layer} is not a missing layer of this producer")
+        stream = self._add_stream(layer, ssrc, 0)
+        self.transport._producer_ssrc_added(self, ssrc)
+        for consumer in list(self.consumers.values()):
+            consumer.layer_added(layer, stream)
+        self.emit("layer", layer, stream)
+        return stream
+
+    def set_layer_rtx(self, layer: int, rtx_ssrc: int) -> bool:
+        stream = self.layers.get(layer)
+        if stream is None or not self.rtx_payload_type or stream.rtx_ssrc:
+            return False
+        stream.set_rtx(rtx_ssrc, self.rtx_payload_type)
+        return True
+
+    def layer_of(self, stream: _core.PlaneStream) -> int:
+        for layer, candidate in self.layers.items():
+            if candidate is stream:
+                return layer
+        raise ValueError("not a stream of this producer")
+
+    def active_layers(self, now: float | None = None) -> list[int]:
+        """Layers that carried packets in the last second, lowest first."""
+        now_ms = (time.monotonic() if now is None else now) * 1000
+        return sorted(
+            layer
+            for layer, stream in self.layers.items()
+            if stream.packets and now_ms - stream.last_packet_ms < 1000
+        )
+
+    def tick_bitrates(self, now: float) -> None:
+        for layer, stream in self.layers.items():
+            seen = self._bytes_seen.get(layer)
+            self._bytes_seen[layer] = (stream.bytes, now)
+            if seen is not None and now > seen[1]:
+                self.layer_bitrates[layer] = int((stream.bytes - seen[0]) * 8 / (now - seen[1]))
+
+    def request_keyframe(self, force: bool = False, layer: int | None = None) -> bool:
+        """Ask the publisher for a keyframe (PLI) of one layer (all layers when None), at most
+        every KEYFRAME_REQUEST_INTERVAL per layer."""
         if self.closed or self.kind != "video":
             return False
         now = time.monotonic()
-        if not force and now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        ssrcs = []
+        for index, stream in self.layers.items():
+            if layer is not None and index != layer:
+                continue
+            last = self._last_keyframe_request.get(index, 0.0)
+            if not force and now - last < KEYFRAME_REQUEST_INTERVAL:
+                continue
+            self._last_keyframe_request[index] = now
+            ssrcs.append(stream.ssrc)
+        if not ssrcs:
             return False
-        self._last_keyframe_request = now
-        self.keyframe_requests += 1
-        return bool(self.transport.send_pli(self.ssrc))
+        self.keyframe_requests += len(ssrcs)
+        return bool(self.transport.send_pli(*ssrcs))
 
     def retry_keyframe(self) -> None:
         """Ask again (spaced by KEYFRAME_REQUEST_INTERVAL) while a started, unpaused consumer
-        still waits for a keyframe: the publisher may have ignored or lost the first request."""
-        waiting = False
+        still waits for a keyframe — of its first layer, or of the layer it switches to: the
+        publisher may have ignored or lost the first request."""
+        wanted: set[int] = set()
         for consumer in list(self.awaiting_keyframe):
-            plane = consumer.plane
-            if consumer.closed or plane.paused or not plane.waiting_keyframe:
-                self.awaiting_keyframe.discard(consumer)  # resume() adds it again
+            layer = consumer.waiting_for_layer()
+            if consumer.closed or consumer.plane.paused or layer is None:
+                self.awaiting_keyframe.discard(consumer)  # resume() or a switch adds it again
             else:
-                waiting = True
-        if waiting:
-            self.request_keyframe()
+                wanted.add(layer)
+        for layer in wanted:
+            self.request_keyframe(layer=layer)
 
     def stats(self) -> dict[str, Any]:
         s = self.stream
-        return {
+        stats: dict[str, Any] = {
             "id": self.id,
             "kind": self.kind,
             "mimeType": self.codec.mime_type,
             "ssrc": self.ssrc,
-            "packets": s.packets,
-            "bytes": s.bytes,
-            "keyframes": s.keyframes,
-            "rtxPackets": s.rtx_packets,
-            "nackRequested": s.nack_requested,
-            "nackRecovered": s.nack_recovered,
+            "packets": sum(x.packets for x in self.layers.values()),
+            "bytes": sum(x.bytes for x in self.layers.values()),
+            "keyframes": sum(x.keyframes for x in self.layers.values()),
+            "rtxPackets": sum(x.rtx_packets for x in self.layers.values()),
+            "nackRequested": sum(x.nack_requested for x in self.layers.values()),
+            "nackRecovered": sum(x.nack_recovered for x in self.layers.values()),
             "jitter": s.jitter,
             "consumers": len(self.consumers),
         }
+        if self.rids:
+            stats["layers"] = [
+                {
+                    "layer": layer,
+                    "rid": self.rids[layer],
+                    "ssrc": stream.ssrc,
+                    "packets": stream.packets,
+                    "bitrate": self.layer_bitrates.get(layer, 0),
+                }
+                for layer, stream in sorted(self.layers.items())
+            ]
+        return stats
 
     def close(self) -> None:
         if self.closed:
@@ -118,6 +206,7 @@ class Producer(Emitter):
         for consumer in list(self.consumers.values()):
             consumer.close()
         self.awaiting_keyframe.clear()
-        self.stream.close()
+        for stream in self.layers.values():
+            stream.close()
         self.transport._producer_closed(self)
         self.emit("close")

@@ -29,7 +29,11 @@ PUBLISH_EXTENSIONS = {
     EXT_VIDEO_ORIENTATION,
 }
 # extensions offered to subscribers, with their canonical ids
-SUBSCRIBE_EXTENSIONS = {"audio": {EXT_AUDIO_LEVEL: 1}, "video": {EXT_VIDEO_ORIENTATION: 4}}
+# (abs-send-time is rewritten with the server's send time: subscribers estimate bandwidth with it)
+SUBSCRIBE_EXTENSIONS = {
+    "audio": {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3},
+    "video": {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4},
+}
 
 VIDEO_FEEDBACK = [("goog-remb", ""), ("nack", ""), ("nack", "pli"), ("ccm", "fir")]
 AUDIO_FEEDBACK: list[tuple[str, str]] = []

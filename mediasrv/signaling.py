@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from mediasrv.consumer import SimulcastConsumer
 from mediasrv.media_server import TooManyRooms
 from mediasrv.negotiation import NegotiationError
 from mediasrv.room import RoomFull
@@ -245,6 +246,21 @@ class SignalingSession:
     async def _m_resumeConsumer(self, params: dict[str, Any]) -> dict[str, Any]:
         self._consumer(params).resume()
         return {}
+
+    async def _m_setPreferredLayers(self, params: dict[str, Any]) -> dict[str, Any]:
+        consumer = self._consumer(params)
+        layer = None
+        if params.get("spatialLayer") is not None:
+            layer = _param(params, "spatialLayer", int)
+        if not isinstance(consumer, SimulcastConsumer):
+            self.server.count_rejected("layer_not_simulcast")
+            raise ProtocolError("invalid_params", "the consumer's producer is not simulcast")
+        try:
+            consumer.set_preferred_layer(layer)
+        except ValueError as exc:
+            self.server.count_rejected("layer_out_of_range")
+            raise ProtocolError("invalid_params", f"params.spatialLayer: {exc}") from None
+        return {"preferredLayer": consumer.preferred_layer, "targetLayer": consumer.target_layer}
 
     async def _m_closeProducer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()

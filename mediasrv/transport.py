@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from mediasrv import _core
-from mediasrv.consumer import Consumer, SimpleConsumer
+from mediasrv.consumer import Consumer, SimpleConsumer, SimulcastConsumer
 from mediasrv.events import Emitter
 from mediasrv.producer import Producer
 
@@ -71,14 +71,19 @@ class Transport(Emitter):
 
     def add_producer(self, producer: Producer) -> None:
         self.producers[producer.id] = producer
-        self._producers_by_ssrc[producer.ssrc] = producer
+        for stream in producer.layers.values():
+            self._producers_by_ssrc[stream.ssrc] = producer
         self.router._producer_added(producer)
         self.emit("producer", producer)
+
+    def _producer_ssrc_added(self, producer: Producer, ssrc: int) -> None:
+        self._producers_by_ssrc[ssrc] = producer
 
     def consume(
         self, producer: Producer, *, paused: bool = False, app_data: dict[str, Any] | None = None
     ) -> Consumer:
-        """A SimpleConsumer of producer on this transport (started by start_consumer())."""
+        """A SimpleConsumer of producer on this transport, or a SimulcastConsumer when the
+        producer has several layers (started by Consumer.start())."""
         if self.closed:
             raise RuntimeError("the transport is closed")
         if producer.closed:
@@ -86,7 +91,8 @@ class Transport(Emitter):
         taken = set(self._consumers_by_ssrc)
         ssrc = self.router.worker.new_ssrc(taken)
         rtx_ssrc = self.router.worker.new_ssrc(taken | {ssrc}) if producer.kind == "video" else 0
-        consumer = SimpleConsumer(
+        kind = SimulcastConsumer if producer.simulcast else SimpleConsumer
+        consumer = kind(
             producer, self, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
         )
         self.consumers[consumer.id] = consumer
@@ -97,7 +103,8 @@ class Transport(Emitter):
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
-        self._producers_by_ssrc.pop(producer.ssrc, None)
+        for stream in producer.layers.values():
+            self._producers_by_ssrc.pop(stream.ssrc, None)
         self.router._producer_closed(producer)
 
     def _consumer_closed(self, consumer: Consumer) -> None:
@@ -116,7 +123,7 @@ class Transport(Emitter):
             if isinstance(packet, _core.RtcpSenderReport):
                 producer = self._producers_by_ssrc.get(packet.ssrc)
                 if producer is not None:
-                    producer.sender_report = (
+                    producer.sender_reports[packet.ssrc] = (
                         packet.ntp_timestamp,
                         packet.rtp_timestamp,
                         time.monotonic(),
@@ -160,8 +167,8 @@ class Transport(Emitter):
 
     # ---- RTCP out ----
 
-    def send_pli(self, media_ssrc: int) -> bool:
-        return self.send_rtcp([_core.RtcpPli(self.rtcp_ssrc, media_ssrc)])
+    def send_pli(self, *media_ssrcs: int) -> bool:
+        return self.send_rtcp([_core.RtcpPli(self.rtcp_ssrc, ssrc) for ssrc in media_ssrcs])
 
     def send_rtcp(self, packets: list[Any]) -> bool:
         if self.closed or not self.connected:
@@ -175,16 +182,17 @@ class Transport(Emitter):
             return
         packets: list[Any] = []
         for producer in self.producers.values():
-            if producer.stream.restarts != producer.restarts_seen:
-                # the publisher restarted its numbering: the consumers resync on a keyframe
-                producer.restarts_seen = producer.stream.restarts
-                producer.awaiting_keyframe.update(producer.consumers.values())
-                producer.request_keyframe(force=True)
+            for layer, stream in producer.layers.items():
+                if stream.restarts != producer.restarts_seen.get(layer, 0):
+                    # the publisher restarted its numbering: the consumers resync on a keyframe
+                    producer.restarts_seen[layer] = stream.restarts
+                    producer.awaiting_keyframe.update(producer.consumers.values())
+                    producer.request_keyframe(force=True, layer=layer)
+                lost = stream.take_nacks()
+                if lost:
+                    packets.append(_core.RtcpNack(self.rtcp_ssrc, stream.ssrc, lost))
             if producer.awaiting_keyframe:
                 producer.retry_keyframe()
-            lost = producer.stream.take_nacks()
-            if lost:
-                packets.append(_core.RtcpNack(self.rtcp_ssrc, producer.ssrc, lost))
         if packets:
             self.send_rtcp(packets)
 
@@ -198,25 +206,28 @@ class Transport(Emitter):
         blocks = []
         video_ssrcs = []
         for producer in self.producers.values():
-            fraction, lost, highest, jitter = producer.stream.report()
-            if highest == 0:
-                continue
-            lsr = dlsr = 0
-            if producer.sender_report is not None:
-                sr_ntp, _rtp, arrived = producer.sender_report
-                lsr = (sr_ntp >> 16) & 0xFFFFFFFF
-                dlsr = int((now - arrived) * 65536) & 0xFFFFFFFF
-            blocks.append(
-                _core.RtcpReportBlock(producer.ssrc, fraction, lost, highest, jitter, lsr, dlsr)
-            )
-            if producer.kind == "video":
-                video_ssrcs.append(producer.ssrc)
+            producer.tick_bitrates(now)
+            for stream in producer.layers.values():
+                fraction, lost, highest, jitter = stream.report()
+                if highest == 0:
+                    continue
+                lsr = dlsr = 0
+                sender_report = producer.sender_reports.get(stream.ssrc)
+                if sender_report is not None:
+                    sr_ntp, _rtp, arrived = sender_report
+                    lsr = (sr_ntp >> 16) & 0xFFFFFFFF
+                    dlsr = int((now - arrived) * 65536) & 0xFFFFFFFF
+                blocks.append(
+                    _core.RtcpReportBlock(stream.ssrc, fraction, lost, highest, jitter, lsr, dlsr)
+                )
+                if producer.kind == "video":
+                    video_ssrcs.append(stream.ssrc)
         for consumer in self.consumers.values():
             plane = consumer.plane
             if not plane.synced or plane.packets == 0:
                 continue
             clock = consumer.codec.clock_rate
-            sr = consumer.producer.sender_report
+            sr = consumer.producer.sender_reports.get(plane.stream.ssrc)
             if sr is not None:
                 sr_ntp, sr_rtp, arrived = sr
                 elapsed = now - arrived
@@ -241,6 +252,23 @@ class Transport(Emitter):
             packets.append(_core.RtcpRemb(self.rtcp_ssrc, self.max_incoming_bitrate, video_ssrcs))
         packets.append(_core.RtcpSdes([_core.RtcpSdesChunk(self.rtcp_ssrc, [(1, RTCP_CNAME)])]))
         self.send_rtcp(packets)
+
+    # ---- layer allocation ----
+
+    def allocate_layers(self, now: float) -> None:
+        """Share this subscriber's estimated bandwidth (REMB; unlimited without one) among its
+        video consumers: single-stream ones take what they take, each simulcast consumer then
+        gets the highest layer that fits what is left (in the order they were created)."""
+        video = [c for c in self.consumers.values() if c.kind == "video" and not c.paused]
+        if not video:
+            return
+        budget = float(self.remb_bitrate) if self.remb_bitrate else float("inf")
+        for consumer in video:
+            if not isinstance(consumer, SimulcastConsumer):
+                budget -= consumer.allocate(budget, now)
+        for consumer in video:
+            if isinstance(consumer, SimulcastConsumer):
+                budget -= consumer.allocate(max(budget, 0.0), now)
 
     # ---- end ----
 

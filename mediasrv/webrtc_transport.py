@@ -154,8 +154,8 @@ class WebRtcTransport(Transport):
             self._start_sctp()
         # consumers started before the keys existed need a keyframe now
         for consumer in list(self.consumers.values()):
-            if consumer.plane in consumer.producer.stream.consumers:
-                consumer.producer.request_keyframe(force=True)
+            if consumer.started:
+                consumer.producer.request_keyframe(force=True, layer=consumer.wanted_layer())
         self.emit("connected")
 
     def _dtls_data(self, data: bytes) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("mediasrv.worker")
 NACK_INTERVAL = 0.02
 REPORT_INTERVAL = 1.0
 SPEAKER_INTERVAL = 0.3
+LAYER_INTERVAL = 0.5  # simulcast layer allocation
 SOCKET_BUFFER = 4 * 1024 * 1024
 
 
@@ -189,7 +190,7 @@ class Worker(Emitter):
     # ---- timers ----
 
     async def _run_timers(self) -> None:
-        next_report = next_speaker = time.monotonic()
+        next_report = next_speaker = next_layers = time.monotonic()
         while not self.closed:
             await asyncio.sleep(NACK_INTERVAL)
             now = time.monotonic()
@@ -208,6 +209,11 @@ class Worker(Emitter):
                     next_speaker = now + SPEAKER_INTERVAL
                     for router in list(self.routers.values()):
                         router.tick_active_speaker()
+                if now >= next_layers:
+                    next_layers = now + LAYER_INTERVAL
+                    for router in list(self.routers.values()):
+                        for transport in list(router.transports.values()):
+                            transport.allocate_layers(now)
             except Exception:
                 log.exception("worker %d: timer tick failed; continuing", self.index)
 

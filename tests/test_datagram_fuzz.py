@@ -554,8 +554,9 @@ def test_fuzz_authenticated_rtp_reaches_streams_and_consumers(run: Run[None]) ->
 
             feed_one()
             assert b.plane.handler_errors == 0
-            # the fuzz got through SRTP: streams saw packets, consumers forwarded some
-            assert sum(s.packets for s in f.streams) > 50
+            # the fuzz got through SRTP: streams saw packets, consumers forwarded some (RTX with a
+            # random original sequence number is dropped as no repair; far jumps are held)
+            assert sum(s.packets for s in f.streams) > 20
             assert sum(c.packets for c in f.consumers) > 0
             # (consumers' protect_errors are not asserted: an RTX packet whose original sequence
             # number is far ahead freezes a consumer, see the xfail test below)

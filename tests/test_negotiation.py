@@ -28,6 +28,7 @@ from mediasrv.negotiation import (
 )
 from mediasrv.rtp_capabilities import (
     CODECS,
+    EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
     EXT_VIDEO_ORIENTATION,
     PUBLISH_EXTENSIONS,
@@ -725,8 +726,8 @@ def test_subscribe_offer_text() -> None:
         "m=audio 0 UDP/TLS/RTP/SAVPF 111",
     ]
     audio, vp8, _, h264, _ = sections
-    assert extmaps(audio) == {EXT_AUDIO_LEVEL: 1}
-    assert extmaps(vp8) == extmaps(h264) == {EXT_VIDEO_ORIENTATION: 4}
+    assert extmaps(audio) == {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3}
+    assert extmaps(vp8) == extmaps(h264) == {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4}
     assert values(vp8, "rtcp-fb") == ["96 goog-remb", "96 nack", "96 nack pli", "96 ccm fir"]
     assert values(audio, "fmtp") == ["111 minptime=10;useinbandfec=1"]
     assert values(h264, "fmtp") == [

@@ -56,6 +56,7 @@
  * | `producerClosed` | `({producerId, peerId})`                                                |
  * | `consumerClosed` | `({consumerId, producerId})` — the track's entry leaves `client.tracks` |
  * | `activeSpeaker`  | `({peerId, producerId})`                                                |
+ * | `layersChanged` | `({consumerId, spatialLayer})` — the simulcast layer now received            |
  * | `close`          | `()` — after `close()`                                                  |
  * | `disconnected`   | `()` — the WebSocket closed without `close()`                           |
  *
@@ -579,6 +580,18 @@ export class Client extends Emitter {
    */
   async resumeConsumer(consumerId) {
     await this.request('resumeConsumer', { consumerId });
+  }
+
+  /**
+   * The highest simulcast layer to receive on this consumer (0 is the lowest; null: any). The
+   * server also moves the consumer down when the link cannot carry it, and back up slowly.
+   * Changes of the layer actually received arrive as `layersChanged` events.
+   * @param {string} consumerId
+   * @param {number|null} spatialLayer
+   * @returns {Promise<{preferredLayer: number|null, targetLayer: number|null}>}
+   */
+  async setPreferredLayers(consumerId, spatialLayer) {
+    return this.request('setPreferredLayers', { consumerId, spatialLayer });
   }
 
   /**
