@@ -26,6 +26,8 @@ from mediasrv.dtls_session import DtlsError, DtlsRole, DtlsSession
 
 PAYLOAD_SIZE = 1100
 VP8_PT = 96
+VP8_RTX_PT = 97
+EXT_MID_ID, EXT_RID_ID, EXT_RRID_ID = 1, 2, 3
 CONSENT_INTERVAL = 5.0
 
 
@@ -126,6 +128,28 @@ class BenchPeer:
         self.links.append(link)
         return link
 
+    async def publish_simulcast(self, rids: list[str]) -> Link:
+        """An offer as Chrome sends simulcast: one VP8 section with a=rid/a=simulcast, MID,
+        RID and repaired-RID extensions, RTX, and no a=ssrc lines."""
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+        lines = [
+            "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0",
+            f"m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {VP8_RTX_PT}", "c=IN IP4 0.0.0.0", "a=mid:0",
+            "a=sendonly", "a=rtcp-mux",
+            f"a=extmap:{EXT_MID_ID} urn:ietf:params:rtp-hdrext:sdes:mid",
+            f"a=extmap:{EXT_RID_ID} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            f"a=extmap:{EXT_RRID_ID} urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+            f"a=rtpmap:{VP8_PT} VP8/90000", f"a=rtcp-fb:{VP8_PT} nack",
+            f"a=rtcp-fb:{VP8_PT} nack pli", f"a=rtcp-fb:{VP8_PT} goog-remb",
+            f"a=rtpmap:{VP8_RTX_PT} rtx/90000", f"a=fmtp:{VP8_RTX_PT} apt={VP8_PT}",
+            *[f"a=rid:{rid} send" for rid in rids], "a=simulcast:send " + ";".join(rids),
+            "a=msid:bench video", *self._local_description(ufrag, pwd, "actpass"),
+        ]  # fmt: skip
+        result = await self.request("publish", {"sdp": "\r\n".join(lines) + "\r\n"})
+        link = await Link.open(self, result["sdp"], ufrag, pwd)
+        self.links.append(link)
+        return link
+
     async def answer_next_offer(self, setup: str = "active") -> Link:
         """Answer the server's offer for the receive transport; returns the connected link.
 
@@ -197,6 +221,8 @@ class Link:
         # only count RTP datagrams
         self.measure = True
         self.rtcp: list[bytes] = []  # unprotected RTCP compounds from the server
+        self.record = False  # keep (sequence number, tag byte) of every packet received
+        self.packets: list[tuple[int, int]] = []
         self._consent: asyncio.Task[None] | None = None
         self.role = role
         self.dtls = DtlsSession(
@@ -268,6 +294,11 @@ class Link:
                 self.received += 1
                 seq = (rtp[2] << 8) | rtp[3]
                 self.highest = max(self.highest, seq)
+                if self.record:
+                    parsed = _core.RtpPacket.parse(rtp)
+                    self.packets.append(
+                        (seq, parsed.payload[12] if len(parsed.payload) > 12 else -1)
+                    )
                 if len(rtp) >= 28:
                     (sent_ns,) = struct.unpack_from("!Q", rtp, 16)
                     self.latencies_us.append((now_ns - sent_ns) // 1000)
@@ -283,15 +314,40 @@ class Link:
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(str(error)))
 
-    def send_video(self, ssrc: int, seq: int, timestamp: int, keyframe: bool) -> None:
-        """One synthetic VP8 packet: descriptor, payload header, send time, filler."""
+    def send_video(
+        self,
+        ssrc: int,
+        seq: int,
+        timestamp: int,
+        keyframe: bool,
+        *,
+        size: int = PAYLOAD_SIZE,
+        tag: int = 0,
+        extensions: list[tuple[int, bytes]] | None = None,
+        payload_type: int = VP8_PT,
+    ) -> None:
+        """One synthetic VP8 packet: descriptor, payload header, send time, a tag byte (e.g.
+        the simulcast layer), filler."""
         assert self.outbound is not None
         descriptor = b"\x10" if keyframe else b"\x00"
         vp8_header = b"\x00\x00\x00" if keyframe else b"\x01\x00\x00"
-        payload = descriptor + vp8_header + struct.pack("!Q", time.monotonic_ns())
-        payload += bytes(PAYLOAD_SIZE - len(payload))
-        header = struct.pack("!BBHII", 0x80, VP8_PT, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
-        self.sock.sendto(self.outbound.protect(header + payload), self.remote)
+        payload = descriptor + vp8_header + struct.pack("!Q", time.monotonic_ns()) + bytes([tag])
+        payload += bytes(max(0, size - len(payload)))
+        if extensions:
+            packet = _core.RtpPacket.build(
+                payload_type=payload_type,
+                sequence_number=seq & 0xFFFF,
+                timestamp=timestamp & 0xFFFFFFFF,
+                ssrc=ssrc,
+                payload=payload,
+                extensions=extensions,
+            ).serialize()
+        else:
+            header = struct.pack(
+                "!BBHII", 0x80, payload_type, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+            )
+            packet = header + payload
+        self.sock.sendto(self.outbound.protect(packet), self.remote)
 
     def send_rtcp(self, packets: list[Any]) -> None:
         assert self.outbound is not None

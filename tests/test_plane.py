@@ -258,3 +258,47 @@ def test_a_closed_stream_or_consumer_stops_forwarding(rig: Rig) -> None:
     assert rig.stream.consumers == []
     rig.stream.close()
     assert rig.pub.streams == []
+
+
+def vp8_pid(seq: int, pid: int, tl0: int, *, keyframe: bool, ssrc: int) -> bytes:
+    """VP8 with a 15-bit PictureID and TL0PICIDX (X=1, I=1, L=1)."""
+    descriptor = bytes([0x90, 0xC0, 0x80 | (pid >> 8), pid & 0xFF, tl0])
+    header = bytes([0x00 if keyframe else 0x01, 0, 0])
+    return _core.RtpPacket.build(
+        payload_type=VIDEO_PT, sequence_number=seq, timestamp=seq * 3000, ssrc=ssrc,
+        payload=descriptor + header + bytes(20),
+    ).serialize()  # fmt: skip
+
+
+def test_simulcast_switches_layers_at_a_keyframe_with_continuous_numbering(rig: Rig) -> None:
+    high = _core.PlaneStream(
+        rig.pub,
+        ssrc=0x5555,
+        payload_type=VIDEO_PT,
+        codec=_core.PlaneCodec.CODEC_VP8,
+        clock_rate=90000,
+        cache_size=64,
+    )
+    rig.pub.add_stream(high)
+    consumer = rig.consumer
+    consumer.attach_layer(high)
+    consumer.set_vp8_continuity(True)
+    # low layer (SSRC) runs: pid 100.., tl0 7..; high layer: seq 5000.., pid 9000.., tl0 200..
+    rig.feed(vp8_pid(10, 100, 7, keyframe=True, ssrc=SSRC))
+    rig.feed(vp8_pid(11, 101, 8, keyframe=False, ssrc=SSRC))
+    rig.feed(vp8_pid(5000, 9000, 200, keyframe=True, ssrc=0x5555))  # not the target yet
+    consumer.set_target(high)
+    rig.feed(vp8_pid(5001, 9001, 201, keyframe=False, ssrc=0x5555))  # waits for a keyframe
+    rig.feed(vp8_pid(12, 102, 9, keyframe=False, ssrc=SSRC))
+    rig.feed(vp8_pid(5002, 9002, 202, keyframe=True, ssrc=0x5555))  # switch here
+    rig.feed(vp8_pid(13, 103, 10, keyframe=False, ssrc=SSRC))  # the old layer: no longer
+    rig.feed(vp8_pid(5003, 9003, 202, keyframe=False, ssrc=0x5555))
+    out = rig.received()
+    assert [p.sequence_number for p in out] == [10, 11, 12, 13, 14]
+    assert all(p.ssrc == OUT_SSRC for p in out)
+    descriptors = [_core.Vp8PayloadDescriptor.parse(p.payload) for p in out]
+    assert [d.picture_id for d in descriptors] == [100, 101, 102, 103, 104]
+    assert [d.tl0picidx for d in descriptors] == [7, 8, 9, 10, 10]
+    assert consumer.layer_switches == 1 and consumer.stream is high
+    assert consumer.target is None
+    assert out[3].timestamp > out[2].timestamp
