@@ -109,6 +109,7 @@ class FrameCounter:
         self.first_frame_at: dict[str, float] = {}
         self.track_at: dict[str, float] = {}
         self.sizes: set[tuple[int, int]] = set()
+        self.last_size: tuple[int, int] | None = None
         self.ended: list[dict[str, Any]] = []
         self.infos: list[dict[str, Any]] = []
         self.max_gap: dict[str, float] = {"audio": 0.0, "video": 0.0}
@@ -139,6 +140,7 @@ class FrameCounter:
             last = now
             if isinstance(frame, av.VideoFrame):
                 self.sizes.add((frame.width, frame.height))
+                self.last_size = (frame.width, frame.height)
 
     def reset_gaps(self) -> None:
         self.max_gap = {"audio": 0.0, "video": 0.0}
