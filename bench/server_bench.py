@@ -32,6 +32,7 @@ LATENCY_SAMPLERS = 5
 
 @dataclass
 class Result:
+    mode: str
     subscribers: int
     rate_pps: int
     seconds: float
@@ -83,27 +84,59 @@ def percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
-async def send_for(link: Link, rate: int, seconds: float, seq: list[int]) -> int:
-    """Send at rate packets/s in 10 ms ticks; a keyframe start every 30 packets."""
+RIDS = ["q", "h", "f"]
+LAYER_SSRCS = [SSRC + 1, SSRC + 2, SSRC]  # the top layer is the one subscribers receive
+LOWER_LAYER_SHARE = [1 / 8, 1 / 3]  # packets of layers q and h per packet of layer f
+MID_RID_IDS = (1, 2)
+
+
+async def send_for(
+    link: Link, rate: int, seconds: float, seq: list[int], simulcast: bool = False
+) -> int:
+    """Send at rate packets/s in 10 ms ticks; a keyframe start every 30 packets. With
+    simulcast the two lower layers go too (at 1/8 and 1/3 of the rate; MID and RID extensions
+    on every packet, as a browser sends them before its SSRCs are acknowledged)."""
     sent = 0
+    lower_sent = [0, 0]
     start = time.monotonic()
+    mid_id, rid_id = MID_RID_IDS
     while (elapsed := time.monotonic() - start) < seconds:
         due = int(elapsed * rate) - sent
         for _ in range(max(0, due)):
             n = seq[0]
-            link.send_video(SSRC, n, n * 3000 // 10, keyframe=n % 30 == 0)
+            if simulcast:
+                link.send_video(LAYER_SSRCS[2], n, n * 300, keyframe=n % 30 == 0,
+                                extensions=[(mid_id, b"0"), (rid_id, b"f")])  # fmt: skip
+            else:
+                link.send_video(SSRC, n, n * 300, keyframe=n % 30 == 0)
             seq[0] = n + 1
             sent += 1
+        if simulcast:
+            for layer, share in enumerate(LOWER_LAYER_SHARE):
+                for _ in range(max(0, int(elapsed * rate * share) - lower_sent[layer])):
+                    n = seq[1 + layer]
+                    seq[1 + layer] = n + 1
+                    lower_sent[layer] += 1
+                    rid = RIDS[layer].encode()
+                    link.send_video(LAYER_SSRCS[layer], n, n * 300, keyframe=n % 10 == 0,
+                                    size=500 + 300 * layer,
+                                    extensions=[(mid_id, b"0"), (rid_id, rid)])  # fmt: skip
         await asyncio.sleep(0.01)
     return sent
 
 
-async def measure(server: ServerProcess, subscribers: int, seconds: float, room: str) -> Result:
+async def measure(
+    server: ServerProcess, subscribers: int, seconds: float, room: str, mode: str = "simple"
+) -> Result:
     url = f"ws://127.0.0.1:{server.port}/ws"
     rate = min(1000, 50000 // subscribers)
+    simulcast = mode == "simulcast"
     publisher = BenchPeer(url, room)
     await publisher.join(auto_subscribe=False)
-    pub_link = await publisher.publish_video(SSRC)
+    if simulcast:
+        pub_link = await publisher.publish_simulcast(RIDS)
+    else:
+        pub_link = await publisher.publish_video(SSRC)
     peers: list[BenchPeer] = []
     links: list[Link] = []
 
@@ -118,16 +151,19 @@ async def measure(server: ServerProcess, subscribers: int, seconds: float, room:
         links.append(link)
 
     try:
+        seq = [0, 0, 0]  # next sequence number of the top layer, then of the lower ones
+        if simulcast:  # the producer exists once its layers' first packets arrived
+            await send_for(pub_link, rate, 0.3, seq, simulcast)
         for start in range(0, subscribers, 10):
             await asyncio.gather(*(subscribe() for _ in range(min(10, subscribers - start))))
-        seq = [0]
-        await send_for(pub_link, rate, 1.0, seq)  # warm-up: consumers sync on a keyframe
+        # warm-up: layers appear, consumers sync on a keyframe (and simulcast ones move up)
+        await send_for(pub_link, rate, 1.0 if not simulcast else 2.0, seq, simulcast)
         before = server.stats()
         received_before = sum(link.received for link in links)
         for link in links:
             link.latencies_us.clear()
         t0 = time.monotonic()
-        sent = await send_for(pub_link, rate, seconds, seq)
+        sent = await send_for(pub_link, rate, seconds, seq, simulcast)
         await asyncio.sleep(0.1)  # the last packets in flight
         elapsed = time.monotonic() - t0
         after = server.stats()
@@ -136,6 +172,7 @@ async def measure(server: ServerProcess, subscribers: int, seconds: float, room:
         cpu = after["cpu"] - before["cpu"]
         latencies = [v for link in links for v in link.latencies_us]
         return Result(
+            mode=mode,
             subscribers=subscribers,
             rate_pps=rate,
             seconds=round(elapsed, 2),
@@ -152,23 +189,29 @@ async def measure(server: ServerProcess, subscribers: int, seconds: float, room:
             await peer.close()
 
 
-async def run(counts: list[int], seconds: float) -> list[Result]:
+async def run(
+    counts: list[int], seconds: float, modes: tuple[str, ...] = ("simple",)
+) -> list[Result]:
     server = ServerProcess()
     try:
-        return [await measure(server, n, seconds, f"bench-{n}") for n in counts]
+        return [
+            await measure(server, n, seconds, f"bench-{mode}-{n}", mode)
+            for n in counts
+            for mode in modes
+        ]
     finally:
         server.close()
 
 
 def render(results: list[Result]) -> str:
     lines = [
-        "| subscribers | publisher pkt/s | forwarded pkt/s | server CPU µs / forwarded packet "
-        "| server CPU share | loss | latency p50 / p95 / p99 (µs) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | subscribers | publisher pkt/s | forwarded pkt/s | server CPU µs / forwarded "
+        "packet | server CPU share | loss | latency p50 / p95 / p99 (µs) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r.subscribers} | {r.rate_pps} | {r.forwarded_pps:,.0f} | "
+            f"| {r.mode} | {r.subscribers} | {r.rate_pps} | {r.forwarded_pps:,.0f} | "
             f"{r.server_cpu_us_per_packet:.2f} | {r.server_cpu_share:.0%} | {r.loss:.2%} | "
             f"{r.latency_p50_us:.0f} / {r.latency_p95_us:.0f} / {r.latency_p99_us:.0f} |"
         )
@@ -180,9 +223,15 @@ def main() -> None:
     parser.add_argument("--subscribers", default="1,10,50,100")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--modes",
+        default="simple,simulcast",
+        help="simple: one stream; simulcast: three RID layers, subscribers on the top one",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.subscribers.split(",")]
-    results = uvloop.run(run(counts, args.seconds))
+    modes = tuple(args.modes.split(","))
+    results = uvloop.run(run(counts, args.seconds, modes))
     print(render(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

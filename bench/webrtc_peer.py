@@ -299,8 +299,11 @@ class Link:
                     self.packets.append(
                         (seq, parsed.payload[12] if len(parsed.payload) > 12 else -1)
                     )
-                if len(rtp) >= 28:
-                    (sent_ns,) = struct.unpack_from("!Q", rtp, 16)
+                start = 12 + 4 * (rtp[0] & 0x0F)
+                if rtp[0] & 0x10 and len(rtp) >= start + 4:
+                    start += 4 + 4 * ((rtp[start + 2] << 8) | rtp[start + 3])
+                if len(rtp) >= start + 12:  # VP8 descriptor, payload header, send time
+                    (sent_ns,) = struct.unpack_from("!Q", rtp, start + 4)
                     self.latencies_us.append((now_ns - sent_ns) // 1000)
 
     def _dtls_connected(self, profile: _core.SrtpProfile, material: bytes) -> None:
