@@ -779,6 +779,23 @@ cdef class PlaneTransport:
         plane._flush()
         return True
 
+    def redeliver(self, bytes packet not None) -> bool:
+        """Route an already unprotected RTP packet (the one that revealed a new SSRC, once
+        Python has created its stream), so that a stream's first packet — often the start of a
+        keyframe — is not lost. False if it does not parse or still has no stream."""
+        cdef uint8_t buf[UDP_DATAGRAM_MAX]
+        cdef RtpHeader h
+        cdef bint rtx = False
+        cdef int length = len(packet)
+        if self.closed or length > UDP_RECV_MAX:
+            return False
+        memcpy(buf, PyBytes_AS_STRING(packet), length)
+        if rtp_parse(buf, length, &h) != 0 or self._find(h.ssrc, &rtx) is None:
+            return False
+        self._plane._route(self, buf, length, &h, plane_now_ms())
+        self._plane._flush()
+        return True
+
     def send_raw(self, bytes data not None) -> bool:
         """Send a datagram as it is (STUN, DTLS) to the bound remote address."""
         if self.closed or self.remote_address is None:
@@ -1046,6 +1063,16 @@ cdef class WorkerPlane:
             return
         t.rtp_packets_in += 1
         t.rtp_bytes_in += length
+        self._route(t, buf, length, &h, now)
+
+    cdef void _route(self, PlaneTransport t, uint8_t* buf, int length, RtpHeader* hp,
+                     uint64_t now):
+        """An unprotected, parsed RTP packet to its stream (RTX unwrapped)."""
+        cdef RtpHeader h = hp[0]
+        cdef PlaneStream stream
+        cdef bint rtx = False
+        cdef uint16_t osn
+        cdef Py_ssize_t po
         stream = t._find(h.ssrc, &rtx)
         if stream is None:
             t.unknown_ssrc += 1

@@ -186,6 +186,7 @@ class Peer(Emitter):
                     self._create_producer(track, ssrc, layer)
                 elif layer not in producer.layers:
                     producer.add_layer(layer, ssrc)
+                self.send_transport.plane.redeliver(packet)
                 return
             if track.rtx_payload_type and payload_type == track.rtx_payload_type:
                 rrid = rtp.rid(track.extensions.get(EXT_RRID, 0))
@@ -203,6 +204,7 @@ class Peer(Emitter):
             ) and payload_type == track.payload_type:
                 del self._pending[mid]
                 self._create_producer(track, ssrc)
+                self.send_transport.plane.redeliver(packet)
                 return
 
     def _producer_closed(self, producer: Producer) -> None:

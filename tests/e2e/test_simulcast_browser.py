@@ -28,14 +28,23 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
         async with harness() as h:
             publisher = await h.new_peer("publisher")
             await publisher.join(h.http_url, "sim", publish=False)
+            published = time.monotonic()
             producers = await publisher.eval(PUBLISH_SIMULCAST_JS)
             assert [p["kind"] for p in producers] in ([], ["video"])  # pending until RTP
             room = h.server.rooms["sim"]
-            await wait_for(
-                lambda: any(len(p.layers) == 3 for p in room.router.producers.values()),
-                10,
-                "three layers from Chromium",
-            )
+
+            def top_layer_flowing() -> bool:
+                for producer in room.router.producers.values():
+                    top = producer.layers.get(2)
+                    if top is not None and top.keyframes and top.bytes > 40_000:
+                        return True
+                return False
+
+            # bandwidth feedback (REMB, x-google-start-bitrate): the top layer within ~a second
+            await wait_for(top_layer_flowing, 10, "the 1280x720 layer from Chromium")
+            layers_after = time.monotonic() - published
+            assert layers_after < 2.0, f"the top layer took {layers_after:.1f} s"
+            print(f"top layer flowing {layers_after:.2f} s after publish")
             url = h.http_url.replace("http://", "ws://") + "/ws"
             clients = [await Client.connect(url, token="t", room="sim") for _ in WIDTHS]
             counters = [FrameCounter(c) for c in clients]
