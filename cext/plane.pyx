@@ -19,6 +19,8 @@ cdef enum:
     PLANE_NACK_MAX_GAP = 512      # a larger jump is a restart, not loss
     PLANE_NACK_RETRIES = 8
     PLANE_NACK_INTERVAL_MS = 60   # between two NACKs for the same packet
+    PLANE_SEQ_MAP = 1024          # sent packets remembered per consumer for NACKs (power of 2)
+    PLANE_ALL_TEMPORAL = 255
     PLANE_MAX_DROPOUT = 3000      # RFC 3550 A.1: a larger jump ahead needs confirming
     PLANE_MAX_MISORDER = 1000     # ... and so does a packet this far behind (no repair is useful)
 
@@ -84,6 +86,19 @@ cdef class PlaneConsumer:
     cdef int _last_pid                         # -1: none sent yet
     cdef int _last_tl0
     cdef uint8_t _abs_send_time_id             # this consumer's id, written at send time
+    # VP8 temporal layers: forward frames up to _max_tid; _target_tid applies at a frame start
+    # (going up only where the stream allows it: TL0 or a layer-sync frame)
+    cdef readonly uint8_t max_temporal_layer
+    cdef uint8_t _target_tid
+    cdef readonly uint64_t dropped_temporal
+    # out sequence number -> in sequence number of recent packets, for NACKs (the offsets move
+    # when frames are dropped or the layer changes)
+    cdef uint16_t _map_out[PLANE_SEQ_MAP]
+    cdef uint16_t _map_in[PLANE_SEQ_MAP]
+    cdef uint8_t _map_used[PLANE_SEQ_MAP]
+    cdef uint32_t _map_ts[PLANE_SEQ_MAP]
+    cdef uint16_t _map_pid_offset[PLANE_SEQ_MAP]
+    cdef uint8_t _map_tl0_offset[PLANE_SEQ_MAP]
     cdef readonly uint32_t ssrc
     cdef readonly uint8_t payload_type
     cdef readonly uint32_t rtx_ssrc
@@ -130,6 +145,8 @@ cdef class PlaneConsumer:
         self._layers = [stream]
         self._last_pid = -1
         self._last_tl0 = -1
+        self.max_temporal_layer = PLANE_ALL_TEMPORAL
+        self._target_tid = PLANE_ALL_TEMPORAL
 
     def set_extension_map(self, dict mapping not None) -> None:
         """Producer extension id -> this consumer's id; ids not in the map are removed."""
@@ -201,6 +218,17 @@ cdef class PlaneConsumer:
         """Rewrite VP8 PictureID and TL0PICIDX so they run on across layer switches."""
         self._vp8_continuity = enabled
 
+    def set_temporal_layer(self, int layer) -> None:
+        """Forward VP8 frames of temporal layers up to this one (255: all). Lower applies at the
+        next frame, higher at the next frame that allows it (TL0 or layer sync)."""
+        if not 0 <= layer <= PLANE_ALL_TEMPORAL:
+            raise ValueError("temporal layer must be in 0..255")
+        self._target_tid = layer
+
+    @property
+    def target_temporal_layer(self) -> int:
+        return self._target_tid
+
     def set_abs_send_time_id(self, int ext_id) -> None:
         """Write the send time into this (consumer-side) abs-send-time extension; 0: don't."""
         if not 0 <= ext_id <= 14:
@@ -221,6 +249,7 @@ cdef class PlaneConsumer:
             self._synced = False
             self.waiting_keyframe = False
             self.layer_switches += 1
+            memset(self._map_used, 0, PLANE_SEQ_MAP)   # old numbers belong to the old stream
         if self.paused:
             self.dropped_paused += 1
             return False
@@ -244,7 +273,28 @@ cdef class PlaneConsumer:
         if <int16_t>(h.sequence_number - self._sync_in_seq) < 0:
             self.dropped_old += 1
             return False
-        return True
+        if self._target_tid == PLANE_ALL_TEMPORAL and self.max_temporal_layer == PLANE_ALL_TEMPORAL:
+            return True
+        return self._temporal_ok(buf + h.payload_offset, h.payload_length)
+
+    cdef bint _temporal_ok(self, const uint8_t* payload, Py_ssize_t size) noexcept:
+        cdef Vp8Descriptor d
+        cdef bint frame_start
+        if self.stream.codec != CODEC_VP8 or size == 0 or vp8_parse(payload, size, &d) != 0 \
+                or not d.has_tid:
+            return True
+        frame_start = d.start_of_partition and d.partition_index == 0
+        if frame_start and self._target_tid != self.max_temporal_layer:
+            if self._target_tid < self.max_temporal_layer or d.tid == 0 or d.layer_sync:
+                self.max_temporal_layer = self._target_tid
+        if d.tid <= self.max_temporal_layer:
+            return True
+        # dropped: later packets (and PictureIDs) close the gap, so the subscriber sees none
+        self._seq_offset = <uint16_t>(self._seq_offset - 1)
+        if frame_start and self._vp8_continuity and d.has_picture_id:
+            self._pid_offset = <uint16_t>((self._pid_offset - 1) & 0x7FFF)
+        self.dropped_temporal += 1
+        return False
 
     cdef void _sync_vp8(self, const uint8_t* payload, Py_ssize_t size) noexcept:
         cdef Vp8Descriptor d
@@ -255,23 +305,33 @@ cdef class PlaneConsumer:
         if d.has_tl0picidx and self._last_tl0 >= 0:
             self._tl0_offset = <uint8_t>((self._last_tl0 + 1 - d.tl0picidx) & 0xFF)
 
-    cdef void _rewrite_vp8(self, uint8_t* payload, Py_ssize_t size) noexcept:
+    cdef void _rewrite_vp8(self, uint8_t* payload, Py_ssize_t size, bint track=True,
+                           int pid_offset=-1, int tl0_offset=-1) noexcept:
+        """Apply the PictureID/TL0PICIDX offsets (the current ones, or those a retransmitted
+        packet was first sent with); track: remember the values as the last sent."""
         cdef Vp8Descriptor d
         cdef uint16_t pid
         cdef uint8_t tl0
         if vp8_parse(payload, size, &d) != 0:
             return
+        if pid_offset < 0:
+            pid_offset = self._pid_offset
+        if tl0_offset < 0:
+            tl0_offset = self._tl0_offset
         if d.has_picture_id:
-            pid = <uint16_t>((d.picture_id + self._pid_offset) & (0x7FFF if d.picture_id_15bit else 0x7F))
+            pid = <uint16_t>((d.picture_id + pid_offset) & (0x7FFF if d.picture_id_15bit else 0x7F))
             vp8_set_picture_id(payload, &d, pid)
-            self._last_pid = pid
+            if track:
+                self._last_pid = pid
         if d.has_tl0picidx:
-            tl0 = <uint8_t>(d.tl0picidx + self._tl0_offset)
+            tl0 = <uint8_t>(d.tl0picidx + tl0_offset)
             vp8_set_tl0picidx(payload, &d, tl0)
-            self._last_tl0 = tl0
+            if track:
+                self._last_tl0 = tl0
 
     cdef int _write(self, uint8_t* out, int length, RtpHeader* oh) noexcept:
         """Rewrite a copy in out (parsed into oh) and protect it: the new length, or -1."""
+        cdef uint16_t in_seq = oh.sequence_number
         cdef uint16_t seq = <uint16_t>(oh.sequence_number + self._seq_offset)
         cdef uint32_t ts = oh.timestamp + self._ts_offset
         cdef timespec now
@@ -289,6 +349,12 @@ cdef class PlaneConsumer:
                 & 0xFFFFFF))
         if self._vp8_continuity and oh.payload_length > 0:
             self._rewrite_vp8(out + oh.payload_offset, oh.payload_length)
+        self._map_out[seq & (PLANE_SEQ_MAP - 1)] = seq
+        self._map_in[seq & (PLANE_SEQ_MAP - 1)] = in_seq
+        self._map_used[seq & (PLANE_SEQ_MAP - 1)] = 1
+        self._map_ts[seq & (PLANE_SEQ_MAP - 1)] = ts
+        self._map_pid_offset[seq & (PLANE_SEQ_MAP - 1)] = self._pid_offset
+        self._map_tl0_offset[seq & (PLANE_SEQ_MAP - 1)] = self._tl0_offset
         if <int16_t>(seq - self.last_sequence_number) > 0 or not self._sent_any:
             self.last_sequence_number = seq
             self.last_timestamp = ts
@@ -317,11 +383,15 @@ cdef class PlaneConsumer:
         if self.closed or plane is None or stream._cache is None or not self._synced \
                 or not self.transport.ready:
             return 0
+        cdef uint16_t out_seq
+        cdef int index
         for value in sequence_numbers:
-            in_seq = <uint16_t>((<int>value) - self._seq_offset)
-            if <int16_t>(in_seq - self._sync_in_seq) < 0:
-                self.retransmit_missing += 1
+            out_seq = <uint16_t>(<int>value & 0xFFFF)
+            index = out_seq & (PLANE_SEQ_MAP - 1)
+            if not self._map_used[index] or self._map_out[index] != out_seq:
+                self.retransmit_missing += 1    # never sent, or too long ago
                 continue
+            in_seq = self._map_in[index]
             cached = stream._cache.get_c(in_seq, &length, &stored_at)
             if cached == NULL:
                 self.retransmit_missing += 1
@@ -335,7 +405,7 @@ cdef class PlaneConsumer:
                 plen = <int>oh.payload_length
                 memcpy(out, cached, po)
                 out[0] &= 0xDF                       # no padding in the RTX packet
-                store16(out + po, <uint16_t>(in_seq + self._seq_offset))
+                store16(out + po, out_seq)
                 memcpy(out + po + 2, cached + po, plen)
                 length = po + 2 + plen
                 if rtp_parse(out, length, &oh) != 0:
@@ -343,10 +413,13 @@ cdef class PlaneConsumer:
                 rtp_set_ssrc(out, &oh, self.rtx_ssrc)
                 rtp_set_sequence_number(out, &oh, self._rtx_seq)
                 self._rtx_seq += 1
-                rtp_set_timestamp(out, &oh, oh.timestamp + self._ts_offset)
+                rtp_set_timestamp(out, &oh, self._map_ts[index])
                 rtp_set_payload_type(out, &oh, self.rtx_payload_type)
                 if self._remap and oh.element_count:
                     rtp_remap_extension_ids(out, &oh, self._ext_map)
+                if self._vp8_continuity and plen > 0:
+                    self._rewrite_vp8(out + po + 2, plen, False, self._map_pid_offset[index],
+                                      self._map_tl0_offset[index])
                 if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue
@@ -355,11 +428,14 @@ cdef class PlaneConsumer:
                 if rtp_parse(out, length, &oh) != 0:
                     continue
                 rtp_set_ssrc(out, &oh, self.ssrc)
-                rtp_set_sequence_number(out, &oh, <uint16_t>(in_seq + self._seq_offset))
-                rtp_set_timestamp(out, &oh, oh.timestamp + self._ts_offset)
+                rtp_set_sequence_number(out, &oh, out_seq)
+                rtp_set_timestamp(out, &oh, self._map_ts[index])
                 rtp_set_payload_type(out, &oh, self.payload_type)
                 if self._remap and oh.element_count:
                     rtp_remap_extension_ids(out, &oh, self._ext_map)
+                if self._vp8_continuity and oh.payload_length > 0:
+                    self._rewrite_vp8(out + oh.payload_offset, oh.payload_length, False,
+                                      self._map_pid_offset[index], self._map_tl0_offset[index])
                 if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue

@@ -576,6 +576,13 @@ class PlaneConsumer:
     def request_sync(self) -> None: ...
     def close(self) -> None: ...
     layer_switches: int
+    max_temporal_layer: int
+    """VP8 temporal layers forwarded now: up to this one (255: all)."""
+    dropped_temporal: int
+    def set_temporal_layer(self, layer: int) -> None:
+        """Forward VP8 temporal layers up to this one (255: all), from a suitable frame."""
+    @property
+    def target_temporal_layer(self) -> int: ...
     def attach_layer(self, stream: PlaneStream) -> None:
         """Also receive this stream (another simulcast layer of the same producer)."""
     def set_target(self, stream: PlaneStream | None) -> None:

@@ -45,6 +45,7 @@ class Consumer(Emitter):
         self.fraction_lost = 0
         self.pli_received = 0
         self.nack_received = 0
+        self.preferred_temporal_layer: int | None = None
         ext_map = {}
         for uri, pid in producer.extensions.items():
             cid = SUBSCRIBE_EXTENSIONS[producer.kind].get(uri)
@@ -100,6 +101,19 @@ class Consumer(Emitter):
     def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
         """A simulcast layer appeared (only SimulcastConsumer uses it)."""
 
+    MAX_TEMPORAL_LAYER = 3  # VP8 carries up to four temporal layers
+
+    def set_preferred_temporal_layer(self, layer: int | None) -> None:
+        """Forward VP8 frames of temporal layers up to this one (None: all): a lower frame rate
+        for the same picture size, where the publisher encodes temporal layers."""
+        if layer is not None and not 0 <= layer <= self.MAX_TEMPORAL_LAYER:
+            raise ValueError(f"temporal layer {layer} is outside 0..{self.MAX_TEMPORAL_LAYER}")
+        self.preferred_temporal_layer = layer
+        self._apply_temporal(layer)
+
+    def _apply_temporal(self, layer: int | None) -> None:
+        self.plane.set_temporal_layer(255 if layer is None else layer)
+
     def allocate(self, budget: float, now: float) -> float:
         """Take what this consumer needs from a subscriber's bandwidth budget (bit/s)."""
         return float(self.producer.layer_bitrates.get(self.wanted_layer() or 0, 0))
@@ -153,6 +167,8 @@ class Consumer(Emitter):
             "currentLayer": self.current_layer(),
             "targetLayer": self.wanted_layer(),
             "layerSwitches": p.layer_switches,
+            "temporalLayer": None if p.max_temporal_layer == 255 else p.max_temporal_layer,
+            "droppedTemporal": p.dropped_temporal,
         }
 
     def close(self) -> None:
@@ -185,6 +201,7 @@ class SimulcastConsumer(Consumer):
     UP_DELAY = 2.0  # seconds a higher layer must fit before switching up
     UP_MARGIN = 1.15  # ... with this much room to spare
     LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that moves one layer down
+    DOWN_TOLERANCE = 0.85  # keep the current layer while the estimate is above this share of it
 
     def __init__(
         self,
@@ -205,6 +222,7 @@ class SimulcastConsumer(Consumer):
         self._switches_seen = 0
         self._up_candidate: int | None = None
         self._up_since = 0.0
+        self._sent_seen: tuple[int, float] | None = None
         self.plane.set_vp8_continuity(producer.codec.name == "VP8")
         for stream in producer.layers.values():
             if stream is not self.plane.stream:
@@ -238,12 +256,30 @@ class SimulcastConsumer(Consumer):
             active = sorted(producer.layers)
         ceiling = self.preferred_layer if self.preferred_layer is not None else max(active)
         allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
-        rates = producer.layer_bitrates
+        rates = dict(producer.layer_bitrates)
+        sent = self._measure_sent(now)
+        if sent is not None and self.target_layer is not None and self.plane.target is None:
+            # what the current layer costs is what we actually send (dropped temporal layers
+            # included): a receiver's estimate that follows its incoming rate is not congestion
+            rates[self.target_layer] = int(min(rates.get(self.target_layer, sent), sent))
         if self.fraction_lost > self.LOSS_DOWN and self.target_layer is not None:
             # heavy loss toward this subscriber: fit under what the current layer needs
             budget = min(budget, rates.get(self.target_layer, 0) * 0.8)
-        fitting = [layer for layer in allowed if rates.get(layer, 0) <= budget]
+        # the layer being forwarded stays while the estimate is within DOWN_TOLERANCE of its
+        # cost: estimates that follow the incoming rate hover around it
+        fitting = [
+            layer
+            for layer in allowed
+            if rates.get(layer, 0) * (self.DOWN_TOLERANCE if layer == self.target_layer else 1)
+            <= budget
+        ]
         choice = max(fitting) if fitting else min(allowed)
+        # not even the lowest layer fits: its base temporal layer (a third of the frame rate)
+        starved = not fitting and rates.get(choice, 0) > 0
+        preferred_t = self.preferred_temporal_layer
+        self._apply_temporal(
+            0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
+        )
         current = self.target_layer
         if current is None or choice < current or immediate or current not in allowed:
             self._set_target(choice)
@@ -257,6 +293,14 @@ class SimulcastConsumer(Consumer):
             self._up_candidate = None
         self._note_switches()
         return float(rates.get(self.target_layer or 0, 0))
+
+    def _measure_sent(self, now: float) -> float | None:
+        """This consumer's own sending rate (bit/s) since the previous allocation."""
+        previous = self._sent_seen
+        self._sent_seen = (self.plane.bytes, now)
+        if previous is None or now - previous[1] < 0.2:
+            return None
+        return (self.plane.bytes - previous[0]) * 8 / (now - previous[1])
 
     def _set_target(self, layer: int) -> None:
         self._up_candidate = None

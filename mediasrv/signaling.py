@@ -249,18 +249,27 @@ class SignalingSession:
 
     async def _m_setPreferredLayers(self, params: dict[str, Any]) -> dict[str, Any]:
         consumer = self._consumer(params)
-        layer = None
+        layer = temporal = None
         if params.get("spatialLayer") is not None:
             layer = _param(params, "spatialLayer", int)
-        if not isinstance(consumer, SimulcastConsumer):
+        if params.get("temporalLayer") is not None:
+            temporal = _param(params, "temporalLayer", int)
+        if "spatialLayer" in params and not isinstance(consumer, SimulcastConsumer):
             self.server.count_rejected("layer_not_simulcast")
             raise ProtocolError("invalid_params", "the consumer's producer is not simulcast")
         try:
-            consumer.set_preferred_layer(layer)
+            if "temporalLayer" in params:
+                consumer.set_preferred_temporal_layer(temporal)
+            if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in params:
+                consumer.set_preferred_layer(layer)
         except ValueError as exc:
             self.server.count_rejected("layer_out_of_range")
-            raise ProtocolError("invalid_params", f"params.spatialLayer: {exc}") from None
-        return {"preferredLayer": consumer.preferred_layer, "targetLayer": consumer.target_layer}
+            raise ProtocolError("invalid_params", f"params: {exc}") from None
+        return {
+            "preferredLayer": getattr(consumer, "preferred_layer", None),
+            "targetLayer": consumer.wanted_layer(),
+            "preferredTemporalLayer": consumer.preferred_temporal_layer,
+        }
 
     async def _m_closeProducer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()

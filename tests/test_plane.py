@@ -302,3 +302,40 @@ def test_simulcast_switches_layers_at_a_keyframe_with_continuous_numbering(rig: 
     assert consumer.layer_switches == 1 and consumer.stream is high
     assert consumer.target is None
     assert out[3].timestamp > out[2].timestamp
+
+
+def vp8_tid(seq: int, pid: int, tid: int, *, keyframe: bool = False, sync: bool = False) -> bytes:
+    """VP8 with PictureID, TL0PICIDX and TID (X=1, I=L=T=1)."""
+    descriptor = bytes([0x90, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, 5, (tid << 6) | (sync << 5)])
+    header = bytes([0x00 if keyframe else 0x01, 0, 0])
+    return _core.RtpPacket.build(
+        payload_type=VIDEO_PT, sequence_number=seq, timestamp=seq * 3000, ssrc=SSRC,
+        payload=descriptor + header + bytes([seq]) * 20,
+    ).serialize()  # fmt: skip
+
+
+def test_temporal_layers_are_dropped_without_gaps_and_nacks_find_the_right_packet(
+    rig: Rig,
+) -> None:
+    consumer = rig.consumer
+    consumer.set_vp8_continuity(True)
+    consumer.set_temporal_layer(0)
+    for seq, pid, tid in [(1, 10, 0), (2, 11, 2), (3, 12, 1), (4, 13, 2), (5, 14, 0)]:
+        rig.feed(vp8_tid(seq, pid, tid, keyframe=seq == 1))
+    out = rig.received()
+    assert [p.sequence_number for p in out] == [1, 2]
+    assert [_core.Vp8PayloadDescriptor.parse(p.payload).picture_id for p in out] == [10, 11]
+    assert consumer.dropped_temporal == 3
+    # a NACK for out 2 resends in 5 (not in 2, which was dropped)
+    assert consumer.retransmit([2]) == 1
+    (rtx,) = rig.received()
+    assert rtx.payload[2:] == out[1].payload and rtx.timestamp == out[1].timestamp
+    # up again: not at a TL2 frame without layer sync, but at the next TL0 frame
+    consumer.set_temporal_layer(255)
+    rig.feed(vp8_tid(6, 15, 2))
+    rig.feed(vp8_tid(7, 16, 0))
+    rig.feed(vp8_tid(8, 17, 2))
+    out = rig.received()
+    assert [p.sequence_number for p in out] == [3, 4]
+    assert [_core.Vp8PayloadDescriptor.parse(p.payload).picture_id for p in out] == [12, 13]
+    assert consumer.max_temporal_layer == 255

@@ -130,7 +130,7 @@ def test_preferred_layer_is_forwarded_and_switches_keep_numbering_continuous() -
             result = await peer.request(
                 "setPreferredLayers", {"consumerId": consumer.id, "spatialLayer": 0}
             )
-            assert result == {"preferredLayer": 0, "targetLayer": 0}
+            assert result == {"preferredLayer": 0, "targetLayer": 0, "preferredTemporalLayer": None}
             mark = len(link.packets)
             await wait_for(lambda: layers_since(link, mark)[-3:] == [0] * 3, 3, "layer 0")
             await peer.request("setPreferredLayers", {"consumerId": consumer.id, "spatialLayer": 1})

@@ -79,6 +79,28 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
                 assert switched_in < 2.0
                 assert switching.max_gap["video"] < 0.5, switching.max_gap
                 assert errors.count == 0, f"{errors.count} decoder errors"
+
+                # Chrome's VP8 simulcast layers carry three temporal layers: asking for the
+                # base one keeps the picture size and cuts the frame rate to about a quarter
+                middle, middle_client = counters[1], clients[1]
+                consumer_id = middle.infos[0]["consumerId"]
+                before = middle.frames["video"]
+                await asyncio.sleep(2.0)
+                full_rate = (middle.frames["video"] - before) / 2.0
+                with DecodeErrors() as errors:
+                    await middle_client.request(
+                        "setPreferredLayers", {"consumerId": consumer_id, "temporalLayer": 0}
+                    )
+                    await asyncio.sleep(0.5)
+                    before = middle.frames["video"]
+                    await asyncio.sleep(2.0)
+                    base_rate = (middle.frames["video"] - before) / 2.0
+                stats = await middle_client.stats()
+                video = next(c for c in stats["consumers"] if c["kind"] == "video")
+                assert video["temporalLayer"] == 0 and video["droppedTemporal"] > 0, video
+                assert base_rate < 0.6 * full_rate, (full_rate, base_rate)
+                assert middle.last_size is not None and middle.last_size[0] == 640
+                assert errors.count == 0, f"{errors.count} decoder errors at the base layer"
             finally:
                 for counter in counters:
                     await counter.close()
