@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -189,19 +190,24 @@ class SimpleConsumer(Consumer):
 
 
 class SimulcastConsumer(Consumer):
-    """Forwards one of the producer's simulcast layers, chosen per subscriber: the highest that
-    is active, not above the preferred layer, and within the subscriber's bandwidth. Switching
-    happens in the data plane at a keyframe of the new layer, with sequence numbers, timestamps
-    and VP8 PictureID/TL0PICIDX continuous. Going down is immediate; going up waits until the
-    higher layer has fitted the budget for UP_DELAY seconds.
+    """Forwards one of the producer's simulcast layers, chosen per subscriber. Switching happens
+    in the data plane at a keyframe of the new layer, with sequence numbers, timestamps and VP8
+    PictureID/TL0PICIDX continuous.
+
+    Policy: the preferred layer (the highest by default), reached one step at a time, UP_DELAY
+    seconds apart, while the subscriber is not congested; congestion — its estimate (REMB) under
+    CONGESTION_SHARE of what this consumer sends, outside GRACE seconds after a step up, or
+    LOSS_DOWN loss in its receiver reports — moves it at once to the highest layer that fits the
+    estimate. A receiver's estimate mostly follows its incoming rate, so it is read as a
+    congestion signal, not as room to grow.
 
     Events (besides Consumer's): ``layerschange`` (the layer now forwarded)."""
 
     type = "simulcast"
-    UP_DELAY = 2.0  # seconds a higher layer must fit before switching up
-    UP_MARGIN = 1.15  # ... with this much room to spare
-    LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that moves one layer down
-    DOWN_TOLERANCE = 0.85  # keep the current layer while the estimate is above this share of it
+    UP_DELAY = 2.0  # seconds without congestion before each step up
+    GRACE = 3.0  # seconds after a step up in which a low estimate is not yet congestion
+    CONGESTION_SHARE = 0.5  # an estimate under this share of what is sent is congestion
+    LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that is congestion
 
     def __init__(
         self,
@@ -220,9 +226,10 @@ class SimulcastConsumer(Consumer):
         self.target_layer: int | None = None
         self.layer_changes = 0
         self._switches_seen = 0
-        self._up_candidate: int | None = None
-        self._up_since = 0.0
+        self._calm_since = 0.0  # last congestion or step up
+        self._raised_at = -1e9  # last step up
         self._sent_seen: tuple[int, float] | None = None
+        self.desired_layer: int | None = None
         self.plane.set_vp8_continuity(producer.codec.name == "VP8")
         for stream in producer.layers.values():
             if stream is not self.plane.stream:
@@ -232,7 +239,7 @@ class SimulcastConsumer(Consumer):
         if self.closed:
             return
         super().start()
-        self.allocate(float("inf"), 0.0)
+        self.allocate(float("inf"), time.monotonic(), immediate=True)
 
     def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
         self.plane.attach_layer(stream)
@@ -244,53 +251,64 @@ class SimulcastConsumer(Consumer):
                 f"layer {layer} is outside 0..{len(self.producer.rids) - 1} of this producer"
             )
         self.preferred_layer = layer
-        self._up_candidate = None
-        self.allocate(float("inf"), 0.0, immediate=True)
+        self.allocate(float("inf"), time.monotonic(), immediate=True)
 
     def allocate(self, budget: float, now: float, immediate: bool = False) -> float:
+        """Choose the layer to forward (see the class docstring); budget is the subscriber's
+        estimate (REMB) left for this consumer, inf when there is none."""
         if not self.started or self.closed:
             return 0.0
         producer = self.producer
+        known = sorted(producer.layers)
         active = [layer for layer in producer.active_layers() if layer in producer.layers]
         if not active:
-            active = sorted(producer.layers)
-        ceiling = self.preferred_layer if self.preferred_layer is not None else max(active)
+            active = known
+        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
         allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
         rates = dict(producer.layer_bitrates)
         sent = self._measure_sent(now)
-        if sent is not None and self.target_layer is not None and self.plane.target is None:
-            # what the current layer costs is what we actually send (dropped temporal layers
-            # included): a receiver's estimate that follows its incoming rate is not congestion
-            rates[self.target_layer] = int(min(rates.get(self.target_layer, sent), sent))
-        if self.fraction_lost > self.LOSS_DOWN and self.target_layer is not None:
-            # heavy loss toward this subscriber: fit under what the current layer needs
-            budget = min(budget, rates.get(self.target_layer, 0) * 0.8)
-        # the layer being forwarded stays while the estimate is within DOWN_TOLERANCE of its
-        # cost: estimates that follow the incoming rate hover around it
-        fitting = [
-            layer
-            for layer in allowed
-            if rates.get(layer, 0) * (self.DOWN_TOLERANCE if layer == self.target_layer else 1)
-            <= budget
-        ]
-        choice = max(fitting) if fitting else min(allowed)
-        # not even the lowest layer fits: its base temporal layer (a third of the frame rate)
-        starved = not fitting and rates.get(choice, 0) > 0
+        current = self.target_layer
+        in_grace = now - self._raised_at < self.GRACE
+        congested = self.fraction_lost > self.LOSS_DOWN or (
+            sent is not None and sent > 0 and budget < sent * self.CONGESTION_SHARE and not in_grace
+        )
+        if congested:
+            # the estimate (or the loss) says the link no longer carries what is sent: the
+            # highest layer that fits it, at once
+            limit = (
+                min(budget, (sent or budget) * 0.8)
+                if self.fraction_lost > self.LOSS_DOWN
+                else budget
+            )
+            fitting = [layer for layer in allowed if rates.get(layer, 0) <= limit]
+            choice = max(fitting) if fitting else min(allowed)
+            self._calm_since = now
+            desired = choice
+        else:
+            # no congestion: the preferred layer, reached one step at a time, UP_DELAY apart
+            desired = ceiling if ceiling in known else max(known)
+            if current is None or immediate or current not in allowed or current > desired:
+                choice = (
+                    max(layer for layer in allowed if layer <= desired)
+                    if any(layer <= desired for layer in allowed)
+                    else min(allowed)
+                )
+            else:
+                higher = [layer for layer in allowed if current < layer <= desired]
+                if higher and now - self._calm_since >= self.UP_DELAY:
+                    choice = min(higher)
+                    self._calm_since = now
+                    self._raised_at = now
+                else:
+                    choice = current
+        # a subscriber that cannot carry even the lowest layer gets its base temporal layer
+        starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
         preferred_t = self.preferred_temporal_layer
         self._apply_temporal(
             0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
         )
-        current = self.target_layer
-        if current is None or choice < current or immediate or current not in allowed:
-            self._set_target(choice)
-        elif choice > current:
-            fits_well = rates.get(choice, 0) * self.UP_MARGIN <= budget
-            if self._up_candidate != choice or not fits_well:
-                self._up_candidate, self._up_since = (choice, now) if fits_well else (None, 0.0)
-            elif now - self._up_since >= self.UP_DELAY:
-                self._set_target(choice)
-        else:
-            self._up_candidate = None
+        self.desired_layer = desired
+        self._set_target(choice)
         self._note_switches()
         return float(rates.get(self.target_layer or 0, 0))
 
@@ -303,7 +321,6 @@ class SimulcastConsumer(Consumer):
         return (self.plane.bytes - previous[0]) * 8 / (now - previous[1])
 
     def _set_target(self, layer: int) -> None:
-        self._up_candidate = None
         if layer == self.target_layer:
             return
         self.target_layer = layer

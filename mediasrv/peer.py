@@ -157,6 +157,12 @@ class Peer(Emitter):
         )
         self.producers[track.mid] = producer
         producer.on("close", lambda: self._producer_closed(producer))
+        producer.on(
+            "layerswanted",
+            lambda active: self.notify(
+                "producerLayers", {"producerId": producer.id, "mid": producer.mid, "active": active}
+            ),
+        )
         self.send_transport.add_producer(producer)
         self.emit("producer", producer)
         return producer

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mediasrv.transport import Transport
 
 KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds between two PLI/FIR sent to one publisher
+PAUSE_UNUSED_AFTER = 5.0  # seconds a simulcast layer nobody wants keeps being encoded
 PACKET_CACHE_SIZE = 1024
 
 
@@ -67,6 +68,9 @@ class Producer(Emitter):
         self.layers: dict[int, _core.PlaneStream] = {}
         self.layer_bitrates: dict[int, int] = {}
         self._bytes_seen: dict[int, tuple[int, float]] = {}
+        # simulcast layers the publisher is asked to encode (see _tick_layer_use)
+        self.layers_active: list[bool] = [True] * len(self.rids)
+        self._layer_wanted_at: dict[int, float] = {}
         self.stream = self._add_stream(layer, ssrc, self.rtx_ssrc)
 
     @property
@@ -130,11 +134,38 @@ class Producer(Emitter):
         )
 
     def tick_bitrates(self, now: float) -> None:
+        """Each layer's bitrate since the last tick; a layer that went quiet (paused by us, or
+        by the publisher's encoder) keeps its last rate as what it would cost again."""
         for layer, stream in self.layers.items():
             seen = self._bytes_seen.get(layer)
             self._bytes_seen[layer] = (stream.bytes, now)
-            if seen is not None and now > seen[1]:
+            if seen is not None and now > seen[1] and stream.bytes > seen[0]:
                 self.layer_bitrates[layer] = int((stream.bytes - seen[0]) * 8 / (now - seen[1]))
+        self._tick_layer_use(now)
+
+    def _tick_layer_use(self, now: float) -> None:
+        """Ask the publisher (event ``layerswanted``, a list of bools by layer) to stop
+        encoding layers no consumer wants for PAUSE_UNUSED_AFTER seconds, and to start them
+        again as soon as one does. The lowest layer always runs, so a new subscriber starts at
+        once."""
+        if not self.simulcast:
+            return
+        wanted = {0}
+        for consumer in self.consumers.values():
+            desired = getattr(consumer, "desired_layer", None)
+            if consumer.started and not consumer.paused and desired is not None:
+                wanted.add(desired)
+        for layer in wanted:
+            self._layer_wanted_at[layer] = now
+        active = [
+            layer in wanted or now - self._layer_wanted_at.get(layer, now) < PAUSE_UNUSED_AFTER
+            for layer in range(len(self.rids))
+        ]
+        for layer in range(len(self.rids)):
+            self._layer_wanted_at.setdefault(layer, now)
+        if active != self.layers_active:
+            self.layers_active = active
+            self.emit("layerswanted", list(active))
 
     def request_keyframe(self, force: bool = False, layer: int | None = None) -> bool:
         """Ask the publisher for a keyframe (PLI) of one layer (all layers when None), at most

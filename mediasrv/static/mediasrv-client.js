@@ -57,6 +57,7 @@
  * | `consumerClosed` | `({consumerId, producerId})` — the track's entry leaves `client.tracks` |
  * | `activeSpeaker`  | `({peerId, producerId})`                                                |
  * | `layersChanged` | `({consumerId, spatialLayer})` — the simulcast layer now received            |
+ * | `producerLayers` | `({producerId, mid, active})` — the server paused/resumed layers nobody receives; the SDK applies it to the sender |
  * | `close`          | `()` — after `close()`                                                  |
  * | `disconnected`   | `()` — the WebSocket closed without `close()`                           |
  *
@@ -415,8 +416,33 @@ export class Client extends Emitter {
       this.peers = this.peers.filter((p) => p.id !== params.peerId);
     } else if (method === 'consumerClosed') {
       this.tracks = this.tracks.filter((t) => t.info.consumerId !== params.consumerId);
+    } else if (method === 'producerLayers') {
+      this._setLayersActive(params).catch((error) => {
+        if (!this.closed) console.warn('mediasrv-client: pausing simulcast layers failed', error);
+      });
     }
     this.emit(method, params);
+  }
+
+  /**
+   * The server asks to stop (or restart) encoding simulcast layers nobody receives: set each
+   * encoding's `active` flag of the sender of that producer (layer i is encoding i).
+   * @param {{producerId: string, mid: string, active: boolean[]}} params
+   */
+  async _setLayersActive(params) {
+    const transceiver = this.sendPc.getTransceivers().find((t) => t.mid === params.mid);
+    if (!transceiver || !transceiver.sender.track) return;
+    const parameters = transceiver.sender.getParameters();
+    const encodings = parameters.encodings || [];
+    let changed = false;
+    encodings.forEach((encoding, index) => {
+      const active = params.active[index] !== false;
+      if (encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    });
+    if (changed) await transceiver.sender.setParameters(parameters);
   }
 
   _onSocketClosed() {

@@ -108,3 +108,63 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
                     await client.close()
 
     run(body)
+
+
+OUTBOUND_JS = """
+async () => {
+  const out = {};
+  (await window.client.sendPc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') out[s.rid] = s.bytesSent;
+  });
+  return out;
+}
+"""
+
+
+def test_a_layer_nobody_receives_is_paused_at_the_publisher_and_resumed_on_demand() -> None:
+    async def body() -> None:
+        async with harness() as h:
+            publisher = await h.new_peer("publisher")
+            await publisher.join(h.http_url, "pause", publish=False)
+            await publisher.eval(PUBLISH_SIMULCAST_JS)
+            room = h.server.rooms["pause"]
+            await wait_for(
+                lambda: any(len(p.layers) == 3 for p in room.router.producers.values()),
+                10,
+                "three layers",
+            )
+            producer = next(iter(room.router.producers.values()))
+            url = h.http_url.replace("http://", "ws://") + "/ws"
+            client = await Client.connect(url, token="t", room="pause")
+            counter = FrameCounter(client)
+            try:
+                await wait_for(lambda: bool(counter.infos), 10, "the track")
+                consumer_id = counter.infos[0]["consumerId"]
+                await client.set_preferred_layer(consumer_id, 0)
+                # after PAUSE_UNUSED_AFTER (5 s) the server asks Chrome to stop encoding the top
+                # two layers: their bytesSent stop growing, and so do their streams
+                await wait_for(lambda: producer.layers_active == [True, False, False], 9, "pause")
+                await asyncio.sleep(1.0)
+                first = await publisher.eval(OUTBOUND_JS)
+                top_packets = producer.layers[2].packets
+                await asyncio.sleep(1.0)
+                second = await publisher.eval(OUTBOUND_JS)
+                assert second["f"] == first["f"] and second["h"] == first["h"], (first, second)
+                assert second["q"] > first["q"], (first, second)
+                assert producer.layers[2].packets == top_packets
+                assert counter.last_size is not None and counter.last_size[0] == 320
+                # a subscriber wants the top layer again: Chrome resumes it, the switch follows
+                asked = time.monotonic()
+                await client.set_preferred_layer(consumer_id, 2)
+                await wait_for(
+                    lambda: counter.last_size is not None and counter.last_size[0] == 1280,
+                    5,
+                    "the top layer again",
+                )
+                assert producer.layers_active[2]  # the middle layer nobody wants stays paused
+                print(f"top layer back {time.monotonic() - asked:.2f} s after asking")
+            finally:
+                await counter.close()
+                await client.close()
+
+    run(body)
