@@ -67,6 +67,10 @@ class Consumer(Emitter):
             # our own send time, so that the subscriber's bandwidth estimate (REMB) measures
             # the path from us, not from the publisher
             self.plane.set_abs_send_time_id(abs_send_time)
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a subclass adds once the data-plane consumer exists."""
 
     @property
     def paused(self) -> bool:
@@ -209,19 +213,8 @@ class SimulcastConsumer(Consumer):
     CONGESTION_SHARE = 0.5  # an estimate under this share of what is sent is congestion
     LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that is congestion
 
-    def __init__(
-        self,
-        producer: Producer,
-        transport: Transport,
-        *,
-        ssrc: int,
-        rtx_ssrc: int,
-        paused: bool = False,
-        app_data: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            producer, transport, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
-        )
+    def _setup(self) -> None:
+        """Attach to every layer the producer has so far (later ones: layer_added)."""
         self.preferred_layer: int | None = None  # None: the highest
         self.target_layer: int | None = None
         self.layer_changes = 0
@@ -230,8 +223,8 @@ class SimulcastConsumer(Consumer):
         self._raised_at = -1e9  # last step up
         self._sent_seen: tuple[int, float] | None = None
         self.desired_layer: int | None = None
-        self.plane.set_vp8_continuity(producer.codec.name == "VP8")
-        for stream in producer.layers.values():
+        self.plane.set_vp8_continuity(self.producer.codec.name == "VP8")
+        for stream in self.producer.layers.values():
             if stream is not self.plane.stream:
                 self.plane.attach_layer(stream)
 

@@ -4,8 +4,9 @@ a real ICE/DTLS/SRTP peer whose packets the test controls one by one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import uvloop
@@ -37,6 +38,23 @@ async def publisher_and_subscriber(
     return pub, pub_link, sub, sub_link
 
 
+@contextlib.asynccontextmanager
+async def policy_room(
+    **config: Any,
+) -> AsyncIterator[tuple[MediaServer, BenchPeer, Link, BenchPeer, Link]]:
+    """A server with a publisher and a subscriber connected; all closed at exit."""
+    server = await started_server(**config)
+    try:
+        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
+        try:
+            yield server, pub, pub_link, sub, sub_link
+        finally:
+            await sub.close()
+            await pub.close()
+    finally:
+        await server.close()
+
+
 def send(link: Link, seqs: range | list[int]) -> None:
     for n in seqs:
         link.send_video(SSRC, n, n * 3000, keyframe=n % 30 == 0)
@@ -44,9 +62,13 @@ def send(link: Link, seqs: range | list[int]) -> None:
 
 def test_reports_remb_and_keyframe_request_reach_the_publisher() -> None:
     async def main() -> None:
-        server = await started_server(media=MediaConfig(max_incoming_bitrate=2_000_000))
-        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
-        try:
+        async with policy_room(media=MediaConfig(max_incoming_bitrate=2_000_000)) as (
+            _server,
+            _pub,
+            pub_link,
+            _sub,
+            sub_link,
+        ):
             # a consumer that starts asks the publisher for a keyframe
             await wait_for(
                 lambda: any(isinstance(p, _core.RtcpPli) for p in pub_link.rtcp_packets()),
@@ -71,19 +93,13 @@ def test_reports_remb_and_keyframe_request_reach_the_publisher() -> None:
                 3,
                 "a sender report at the subscriber",
             )
-        finally:
-            await sub.close()
-            await pub.close()
-            await server.close()
 
     run(main())
 
 
 def test_lost_publisher_packets_are_nacked_and_subscriber_plis_are_throttled() -> None:
     async def main() -> None:
-        server = await started_server()
-        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
-        try:
+        async with policy_room() as (_server, _pub, pub_link, sub, sub_link):
             send(pub_link, range(0, 10))
             send(pub_link, range(12, 20))  # 10 and 11 never sent
             await wait_for(
@@ -112,19 +128,13 @@ def test_lost_publisher_packets_are_nacked_and_subscriber_plis_are_throttled() -
             assert len(plis) == 1 and plis[0].media_ssrc == SSRC
             stats = await sub.request("stats", {})
             assert stats["consumers"][0]["pliReceived"] == 5
-        finally:
-            await sub.close()
-            await pub.close()
-            await server.close()
 
     run(main())
 
 
 def test_subscriber_nack_is_answered_from_the_cache() -> None:
     async def main() -> None:
-        server = await started_server()
-        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
-        try:
+        async with policy_room() as (_server, _pub, pub_link, sub, sub_link):
             send(pub_link, range(0, 20))
             await wait_for(lambda: sub_link.received >= 20, 3, "20 packets at the subscriber")
             stats = await sub.request("stats", {})
@@ -138,10 +148,6 @@ def test_subscriber_nack_is_answered_from_the_cache() -> None:
             await wait_for(lambda: sub_link.received >= before + 2, 3, "the retransmissions")
             stats = await sub.request("stats", {})
             assert stats["consumers"][0]["retransmitted"] == 2
-        finally:
-            await sub.close()
-            await pub.close()
-            await server.close()
 
     run(main())
 
@@ -290,9 +296,7 @@ def test_keyframe_requests_repeat_while_a_consumer_waits() -> None:
     a keyframe arrives; then the requests stop."""
 
     async def main() -> None:
-        server = await started_server()
-        pub, pub_link, sub, sub_link = await publisher_and_subscriber(server)
-        try:
+        async with policy_room() as (_server, _pub, pub_link, _sub, sub_link):
             times: list[float] = []
             loop = asyncio.get_running_loop()
 
@@ -318,9 +322,5 @@ def test_keyframe_requests_repeat_while_a_consumer_waits() -> None:
             before = plis()
             await asyncio.sleep(1.0)
             assert plis() == before, "PLIs went on after the keyframe"
-        finally:
-            await sub.close()
-            await pub.close()
-            await server.close()
 
     run(main())
