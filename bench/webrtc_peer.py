@@ -150,6 +150,22 @@ class BenchPeer:
         self.links.append(link)
         return link
 
+    async def publish_ssrc_simulcast(self, ssrcs: list[int]) -> Link:
+        """SSRC-group simulcast (a=ssrc-group:SIM, lowest layer first), with a=ssrc lines."""
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+        lines = [
+            "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0",
+            f"m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT}", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+            "a=rtcp-mux", f"a=rtpmap:{VP8_PT} VP8/90000", f"a=rtcp-fb:{VP8_PT} nack pli",
+            "a=ssrc-group:SIM " + " ".join(map(str, ssrcs)),
+            *[f"a=ssrc:{ssrc} cname:bench" for ssrc in ssrcs], "a=msid:bench video",
+            *self._local_description(ufrag, pwd, "actpass"),
+        ]  # fmt: skip
+        result = await self.request("publish", {"sdp": "\r\n".join(lines) + "\r\n"})
+        link = await Link.open(self, result["sdp"], ufrag, pwd)
+        self.links.append(link)
+        return link
+
     async def answer_next_offer(self, setup: str = "active") -> Link:
         """Answer the server's offer for the receive transport; returns the connected link.
 

@@ -77,6 +77,9 @@ class OfferedTrack:
     sending: bool
     # RID simulcast (a=rid / a=simulcast:send), layers from the lowest: e.g. ["q", "h", "f"]
     rids: list[str] = field(default_factory=list)
+    # SSRC-group simulcast (a=ssrc-group:SIM, lowest first) and each layer's RTX SSRC (0: none)
+    sim_ssrcs: list[int] = field(default_factory=list)
+    sim_rtx_ssrcs: list[int] = field(default_factory=list)
 
 
 MAX_RIDS = 4
@@ -358,6 +361,12 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         rids = _simulcast(raw_sections[index], mid) if media.kind == "video" else []
         if rids and (EXT_MID not in extensions or EXT_RID not in extensions):
             rids = []  # without MID and RID extensions the layers cannot be told apart
+        sim_ssrcs, sim_rtx = (
+            _sim_group(media, mid) if media.kind == "video" and not rids else ([], [])
+        )
+        if sim_ssrcs:
+            rids = [str(i) for i in range(len(sim_ssrcs))]
+            ssrc, rtx_ssrc = sim_ssrcs[0], sim_rtx[0] or None
         tracks.append(
             OfferedTrack(
                 mid,
@@ -365,13 +374,15 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
                 spec,
                 pt,
                 rtx_pt,
-                None if rids else ssrc,
-                None if rids else rtx_ssrc,
+                None if rids and not sim_ssrcs else ssrc,
+                None if rids and not sim_ssrcs else rtx_ssrc,
                 extensions,
                 stream_id,
                 track_id,
                 sending,
                 rids,
+                sim_ssrcs,
+                sim_rtx,
             )
         )
         fmts = [pt] + ([rtx_pt] if rtx_pt else [])
@@ -391,7 +402,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         lines += _transport_lines(local, setup, not accepted_mids)
         answer_fmtp = fmtp if spec.name != "opus" else {**spec.fmtp}
         lines += _codec_lines(spec, pt, rtx_pt, feedback, answer_fmtp, start_bitrate=True)
-        if rids:
+        if rids and not sim_ssrcs:
             lines += [f"a=rid:{rid} recv" for rid in rids]
             lines.append("a=simulcast:recv " + ";".join(rids))
         sections.append(lines)
@@ -405,6 +416,24 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
     head = _session_head(local, version, accepted_mids)
     text = "\r\n".join(head + [line for section in sections for line in section]) + "\r\n"
     return PublishAnswer(text, remote, tracks, data_mid, rejected)
+
+
+def _sim_group(media: aiortc_sdp.MediaDescription, mid: str) -> tuple[list[int], list[int]]:
+    """SSRC-group simulcast: the a=ssrc-group:SIM SSRCs (lowest layer first) and the RTX SSRC
+    of each from its FID group (0 when it has none)."""
+    sim: list[int] = []
+    rtx_of: dict[int, int] = {}
+    for group in media.ssrc_group:
+        if group.semantic == "SIM" and len(group.items) >= 2 and not sim:
+            sim = [int(item) for item in group.items]
+        elif group.semantic == "FID" and len(group.items) >= 2:
+            rtx_of[int(group.items[0])] = int(group.items[1])
+    if len(sim) > MAX_RIDS or len(set(sim)) != len(sim):
+        raise NegotiationError(
+            "invalid_sdp",
+            f"offer: media {mid}: a=ssrc-group:SIM needs 2..{MAX_RIDS} distinct SSRCs",
+        )
+    return sim, [rtx_of.get(ssrc, 0) for ssrc in sim]
 
 
 def _ssrcs(media: aiortc_sdp.MediaDescription) -> tuple[int | None, int | None]:

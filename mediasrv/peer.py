@@ -122,7 +122,7 @@ class Peer(Emitter):
             ):
                 producer.close()
         self._pending = {}
-        self._simulcast = {mid: t for mid, t in sending.items() if t.rids}
+        self._simulcast = {mid: t for mid, t in sending.items() if t.rids and not t.sim_ssrcs}
         for mid, track in sending.items():
             if mid in self.producers:
                 continue
@@ -132,7 +132,11 @@ class Peer(Emitter):
             if track.ssrc is None:
                 self._pending[mid] = track
                 continue
-            self._create_producer(track, track.ssrc)
+            producer = self._create_producer(track, track.ssrc)
+            for layer in range(1, len(track.sim_ssrcs)):
+                producer.add_layer(layer, track.sim_ssrcs[layer])
+                if track.sim_rtx_ssrcs[layer]:
+                    producer.set_layer_rtx(layer, track.sim_rtx_ssrcs[layer])
         return {
             "sdp": answer.sdp,
             "producers": [self._producer_info(p) for p in self.producers.values()],

@@ -198,3 +198,30 @@ def test_bandwidth_estimate_moves_a_subscriber_down_fast_and_up_slowly() -> None
             await server.close()
 
     run(main())
+
+
+def test_ssrc_group_simulcast_layers_are_known_from_the_offer() -> None:
+    async def main() -> None:
+        server = await started_server()
+        publisher = BenchPeer(ws_url(server), "r")
+        try:
+            await publisher.join(auto_subscribe=False)
+            link = await publisher.publish_ssrc_simulcast(LAYER_SSRCS)
+            room = server.rooms["r"]
+            (producer,) = room.router.producers.values()
+            assert producer.simulcast and sorted(producer.layers) == [0, 1, 2]
+            assert [producer.layers[i].ssrc for i in range(3)] == LAYER_SSRCS
+            peer, sub_link, consumer = await subscriber(server)
+            await peer.request("setPreferredLayers", {"consumerId": consumer.id, "spatialLayer": 1})
+            for n in range(60):
+                for layer in range(3):
+                    link.send_video(LAYER_SSRCS[layer], 500 + n, n * 3000,
+                                    keyframe=n % 10 == 0, tag=layer)  # fmt: skip
+                await asyncio.sleep(0.01)
+            await wait_for(lambda: layers_since(sub_link, 0)[-3:] == [1] * 3, 3, "layer 1")
+            await peer.close()
+        finally:
+            await publisher.close()
+            await server.close()
+
+    run(main())
