@@ -800,8 +800,9 @@ cdef class PlaneTransport:
     cdef readonly uint64_t unprotect_errors
     cdef readonly bint srtp
     cdef readonly bint closed
-    cdef uint32_t _last_unknown_ssrc
-    cdef uint64_t _last_unknown_ms
+    # unknown SSRCs recently reported to Python (each at most once a second)
+    cdef uint32_t _unknown_ssrcs[8]
+    cdef uint64_t _unknown_ms[8]
 
     def __init__(self, WorkerPlane plane not None, object owner=None, *, bint srtp=True):
         self._plane = plane
@@ -886,6 +887,23 @@ cdef class PlaneTransport:
             self._plane._unbind(self)
             self._inbound = None
             self._outbound = None
+
+    cdef bint _report_unknown(self, uint32_t ssrc, uint64_t now) noexcept:
+        """Whether to tell Python about this unknown SSRC now: once a second per SSRC, for up
+        to 8 interleaved SSRCs (the least recently reported one makes room)."""
+        cdef int i
+        cdef int oldest = 0
+        for i in range(8):
+            if self._unknown_ssrcs[i] == ssrc and self._unknown_ms[i] != 0:
+                if now - self._unknown_ms[i] < 1000:
+                    return False
+                self._unknown_ms[i] = now
+                return True
+            if self._unknown_ms[i] < self._unknown_ms[oldest]:
+                oldest = i
+        self._unknown_ssrcs[oldest] = ssrc
+        self._unknown_ms[oldest] = now if now else 1
+        return True
 
     cdef inline bint _can_send(self) noexcept:
         return not self.closed and self._key != 0 and (not self.srtp or self._outbound is not None)
@@ -1154,9 +1172,7 @@ cdef class WorkerPlane:
             t.unknown_ssrc += 1
             self._drops[6] += 1
             # tell Python once per SSRC per second, not per packet
-            if h.ssrc != t._last_unknown_ssrc or now - t._last_unknown_ms >= 1000:
-                t._last_unknown_ssrc = h.ssrc
-                t._last_unknown_ms = now
+            if t._report_unknown(h.ssrc, now):
                 self._call(self._handler.on_unknown_ssrc, t, h.ssrc, h.payload_type,
                            PyBytes_FromStringAndSize(<char*>buf, length))
             return

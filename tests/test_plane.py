@@ -339,3 +339,11 @@ def test_temporal_layers_are_dropped_without_gaps_and_nacks_find_the_right_packe
     assert [p.sequence_number for p in out] == [3, 4]
     assert [_core.Vp8PayloadDescriptor.parse(p.payload).picture_id for p in out] == [12, 13]
     assert consumer.max_temporal_layer == 255
+
+
+def test_interleaved_unknown_ssrcs_reach_python_once_a_second_each(rig: Rig) -> None:
+    for seq in range(30):
+        for ssrc in (0x9001, 0x9002, 0x9003):
+            rig.feed(vp8(seq, ssrc=ssrc))
+    assert sorted(rig.handler.unknown) == [0x9001, 0x9002, 0x9003]
+    assert rig.plane.dropped["unknown_ssrc"] == 90
