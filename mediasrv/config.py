@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,14 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class PluginSpec:
+    """One enabled plugin: its entry point name and its configuration."""
+
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Where the HTTP server (signaling, client SDK, HTTP API) listens, and the media config."""
 
@@ -49,6 +59,8 @@ class ServerConfig:
     tokens: frozenset[str] | None = None
     max_message_size: int = 256 * 1024  # WebSocket messages
     max_requests_per_second: float = 50.0
+    # plugins from the entry point group "mediasrv.plugins", in the order their gates run
+    plugins: tuple[PluginSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, web
 
 from mediasrv.config import DEFAULT_CONFIG, ServerConfig
 from mediasrv.events import Emitter
+from mediasrv.plugin_manager import PluginManager
 from mediasrv.room import Room
 from mediasrv.worker import Worker
 
@@ -28,7 +29,8 @@ class TooManyRooms(Exception):
 
 
 class MediaServer(Emitter):
-    """Events: ``room`` (created), ``close``."""
+    """Events: ``room`` (created), ``peerjoined`` / ``peerleft`` (room, peer), ``producer`` /
+    ``producerclose`` (room, producer), ``roomclose`` (room), ``close``."""
 
     def __init__(self, config: ServerConfig = DEFAULT_CONFIG) -> None:
         super().__init__()
@@ -38,6 +40,9 @@ class MediaServer(Emitter):
         self._runner: web.AppRunner | None = None
         self.signaling_sessions: set[web.WebSocketResponse] = set()
         self.rejected: Counter[str] = Counter()  # requests refused, by reason
+        self.plugins = PluginManager(self)
+        for spec in config.plugins:
+            self.plugins.load(spec.name, spec.config)
         self.http_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
@@ -65,7 +70,9 @@ class MediaServer(Emitter):
         if http:
             from mediasrv.http_app import create_app
 
-            self._runner = web.AppRunner(create_app(self), access_log=None)
+            app = create_app(self)
+            self.plugins.mount(app)
+            self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.config.host, self.config.port)
             await site.start()
@@ -73,6 +80,7 @@ class MediaServer(Emitter):
             sockets = getattr(server, "sockets", None) or []
             port = sockets[0].getsockname()[1] if sockets else self.config.port
             self.http_address = (self.config.host, port)
+        await self.plugins.start()
 
     def count_rejected(self, reason: str) -> None:
         self.rejected[reason] += 1
@@ -86,6 +94,12 @@ class MediaServer(Emitter):
         worker = min(self.workers, key=lambda w: sum(len(r.transports) for r in w.routers.values()))
         room = Room(self, room_id, worker.create_router({"roomId": room_id}))
         self.rooms[room_id] = room
+        # server-level events for plugins and embedders
+        room.on("peerjoined", lambda peer: self.emit("peerjoined", room, peer))
+        room.on("peerleft", lambda peer: self.emit("peerleft", room, peer))
+        room.router.on("producer", lambda producer: self.emit("producer", room, producer))
+        room.router.on("producerclose", lambda producer: self.emit("producerclose", room, producer))
+        room.on("close", lambda: self.emit("roomclose", room))
         self.emit("room", room)
         return room
 
@@ -106,6 +120,7 @@ class MediaServer(Emitter):
         self.closed = True
         for room in list(self.rooms.values()):
             room.close()
+        await self.plugins.close()
         # tell every client, instead of leaving them to time out on a dead connection
         await asyncio.gather(
             *(

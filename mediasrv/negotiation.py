@@ -494,6 +494,18 @@ def _msid(media: aiortc_sdp.MediaDescription) -> tuple[str, str]:
     return "", ""
 
 
+def sending_kinds(offer_sdp: object) -> set[str]:
+    """The kinds ("audio", "video") of the sections an offer sends (for publish gates)."""
+    offer = parse_description(offer_sdp, "offer")
+    return {
+        media.kind
+        for media in offer.media
+        if media.kind in ("audio", "video")
+        and media.port != 0
+        and (media.direction or "sendrecv") in ("sendrecv", "sendonly")
+    }
+
+
 def build_subscribe_offer(local: LocalParameters, slots: list[SubscribeSlot], version: int) -> str:
     """The server's offer to a subscriber: one sendonly m-line per consumer."""
     head = _session_head(local, version, [s.mid for s in slots if s.codec is not None])

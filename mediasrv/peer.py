@@ -24,6 +24,7 @@ from mediasrv.negotiation import (
     build_subscribe_offer,
     parse_subscribe_answer,
 )
+from mediasrv.plugin import Identity
 from mediasrv.producer import Producer
 from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID
 
@@ -75,6 +76,7 @@ class Peer(Emitter):
         self.notify = notify
         self.auto_subscribe = auto_subscribe
         self.app_data = dict(app_data or {})
+        self.identity: Identity | None = None  # set by an authenticate plugin hook
         self.send_transport: WebRtcTransport = room.router.create_webrtc_transport()
         self.send_transport.on("unknownssrc", self._claim_ssrc)
         self.send_transport.on("datachannel", self._on_datachannel)
@@ -373,6 +375,13 @@ class Peer(Emitter):
 
     def _on_datachannel(self, channel: Any) -> None:
         if channel.label.startswith(CONTROL_LABEL_PREFIX):
+            return
+        owner = self.room.server.plugins.for_label(channel.label)
+        if owner is not None:
+            try:
+                owner.on_data_channel(self, channel)
+            except Exception:
+                log.exception("plugin %s: on_data_channel failed", owner.name)
             return
         producer = DataProducer(channel, self.id, MAX_MESSAGE_SIZE)
         self.data_producers[producer.id] = producer

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from mediasrv.data_producer import DataProducer
 from mediasrv.events import Emitter
 from mediasrv.peer import Notify, Peer
+from mediasrv.plugin import Denied
 from mediasrv.producer import Producer
+from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
     from mediasrv.media_server import MediaServer
@@ -66,8 +68,7 @@ class Room(Emitter):
             other.notify("peerJoined", {"peer": peer.info()})
         if auto_subscribe:
             for producer in list(self.router.producers.values()):
-                if peer.can_receive(producer):
-                    peer.subscribe(producer)
+                self._auto_subscribe(peer, producer)
         self.emit("peerjoined", peer)
         return peer
 
@@ -86,8 +87,30 @@ class Room(Emitter):
             if peer.id == owner_id:
                 continue
             peer.notify("producerAdded", info)
-            if peer.auto_subscribe and peer.can_receive(producer):
-                peer.subscribe(producer)
+            if peer.auto_subscribe:
+                self._auto_subscribe(peer, producer)
+
+    def _auto_subscribe(self, peer: Peer, producer: Producer) -> None:
+        """Subscribe at once, or after the plugins' authorize_subscribe gates when any."""
+        if not peer.can_receive(producer):
+            return
+        if not self.server.plugins.overrides("authorize_subscribe"):
+            peer.subscribe(producer)
+            return
+        spawn(self._subscribe_checked(peer, producer), "authorize_subscribe")
+
+    async def _subscribe_checked(self, peer: Peer, producer: Producer) -> None:
+        try:
+            await self.server.plugins.gate("authorize_subscribe", peer, producer)
+        except Denied as denied:
+            self.server.count_rejected(f"subscribe:{denied.code}")
+            peer.notify(
+                "subscriptionDenied",
+                {"producerId": producer.id, "code": denied.code, "message": denied.message},
+            )
+            return
+        if not peer.closed and not producer.closed:
+            peer.subscribe(producer)
 
     def _producer_closed(self, owner_id: str | None, producer: Producer) -> None:
         for peer in list(self.peers.values()):

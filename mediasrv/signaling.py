@@ -15,7 +15,8 @@ from aiohttp import WSMsgType, web
 
 from mediasrv.consumer import SimulcastConsumer
 from mediasrv.media_server import TooManyRooms
-from mediasrv.negotiation import NegotiationError
+from mediasrv.negotiation import NegotiationError, sending_kinds
+from mediasrv.plugin import Denied, JoinRequest
 from mediasrv.room import RoomFull
 from mediasrv.tasks import spawn
 
@@ -57,9 +58,17 @@ def _param(
 class SignalingSession:
     """One WebSocket connection: at most one Peer in one Room."""
 
-    def __init__(self, server: MediaServer, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self,
+        server: MediaServer,
+        ws: web.WebSocketResponse,
+        remote: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.server = server
         self.ws = ws
+        self.remote = remote  # the client's IP address
+        self.headers = dict(headers or {})
         self.peer: Peer | None = None
         self._tokens = server.config.max_requests_per_second
         self._refill = time.monotonic()
@@ -138,6 +147,9 @@ class SignalingSession:
         if not isinstance(params, dict):
             await self._error(request_id, "invalid_message", "params must be an object")
             return
+        if "." in method:
+            await self._plugin_request(request_id, method, params)
+            return
         handler = getattr(self, "_m_" + method, None)
         if handler is None:
             await self._error(request_id, "unknown_method", f"unknown method {method!r}")
@@ -155,6 +167,25 @@ class SignalingSession:
             await self._error(
                 request_id, "internal_error", f"{method} failed: {type(exc).__name__}"
             )
+            return
+        await self._send({"id": request_id, "ok": True, "result": result})
+
+    async def _plugin_request(self, request_id: Any, method: str, params: dict[str, Any]) -> None:
+        """A request in a plugin's namespace ("<namespace>.<method>")."""
+        namespace, _, name = method.partition(".")
+        plugin = self.server.plugins.for_namespace(namespace)
+        if plugin is None or not name:
+            await self._error(request_id, "unknown_method", f"unknown method {method!r}")
+            return
+        peer = self.peer if self.peer is not None and not self.peer.closed else None
+        try:
+            result = await plugin.handle_request(peer, name, params)
+        except Denied as denied:
+            await self._error(request_id, denied.code, denied.message)
+            return
+        except Exception as exc:
+            log.exception("plugin %s: %s failed", plugin.name, method)
+            await self._error(request_id, "plugin_error", f"{method} failed: {type(exc).__name__}")
             return
         await self._send({"id": request_id, "ok": True, "result": result})
 
@@ -187,16 +218,48 @@ class SignalingSession:
             raise ProtocolError(
                 "invalid_params", f"params.displayName is longer than {MAX_DISPLAY_NAME} characters"
             )
+        request = JoinRequest(
+            token=token,
+            room=room_id,
+            display_name=name,
+            params=dict(params),
+            remote=self.remote,
+            headers=self.headers,
+        )
+        plugins = self.server.plugins
+        try:
+            request.identity = await plugins.authenticate(request)
+        except Denied as denied:
+            self.server.count_rejected(f"join:{denied.code}")
+            raise ProtocolError(denied.code, denied.message) from None
         tokens = self.server.config.tokens
-        if tokens is not None and token not in tokens:
+        if request.identity is None and tokens is not None and token not in tokens:
             raise ProtocolError("unauthorized", "the token is not accepted")
         try:
             room = self.server.get_or_create_room(room_id)
-            peer = room.join(name, self.notify, auto_subscribe=auto, receive_codecs=codecs)
-        except (RoomFull, TooManyRooms) as exc:
-            raise ProtocolError(
-                "room_full" if isinstance(exc, RoomFull) else "too_many_rooms", str(exc)
-            ) from None
+        except TooManyRooms as exc:
+            raise ProtocolError("too_many_rooms", str(exc)) from None
+        try:
+            await plugins.gate("authorize_join", request, room)
+        except Denied as denied:
+            self.server.count_rejected(f"join:{denied.code}")
+            if not room.peers:
+                room.close()  # created for this request only
+            raise ProtocolError(denied.code, denied.message) from None
+        identity = request.identity
+        if not name and identity is not None:
+            name = identity.display_name[:MAX_DISPLAY_NAME]
+        try:
+            peer = room.join(
+                name,
+                self.notify,
+                auto_subscribe=auto,
+                receive_codecs=codecs,
+                app_data={"identity": identity} if identity is not None else None,
+            )
+        except RoomFull as exc:
+            raise ProtocolError("room_full", str(exc)) from None
+        peer.identity = identity
         self.peer = peer
         return {
             "peerId": peer.id,
@@ -206,7 +269,19 @@ class SignalingSession:
 
     async def _m_publish(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()
-        return peer.publish(_param(params, "sdp", str))
+        sdp = _param(params, "sdp", str)
+        plugins = self.server.plugins
+        if plugins.overrides("authorize_publish"):
+            published = {p.kind for p in peer.producers.values()}
+            for kind in sending_kinds(sdp):
+                if kind in published:
+                    continue
+                try:
+                    await plugins.gate("authorize_publish", peer, kind)
+                except Denied as denied:
+                    self.server.count_rejected(f"publish:{denied.code}")
+                    raise ProtocolError(denied.code, denied.message) from None
+        return peer.publish(sdp)
 
     async def _m_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()
@@ -223,7 +298,13 @@ class SignalingSession:
 
     async def _m_subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
         producer = self._producer(params)
-        consumer = self._joined().subscribe(producer)
+        peer = self._joined()
+        try:
+            await self.server.plugins.gate("authorize_subscribe", peer, producer)
+        except Denied as denied:
+            self.server.count_rejected(f"subscribe:{denied.code}")
+            raise ProtocolError(denied.code, denied.message) from None
+        consumer = peer.subscribe(producer)
         return {"consumerId": consumer.id}
 
     async def _m_unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +378,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(text="the server is shutting down")
     ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
     await ws.prepare(request)
-    session = SignalingSession(server, ws)
+    session = SignalingSession(
+        server, ws, request.remote or "", {k: v for k, v in request.headers.items()}
+    )
     server.signaling_sessions.add(ws)
     try:
         await session.run()
