@@ -329,6 +329,8 @@ class Client(AsyncIOEventEmitter):
         if channel is None:
             channel = self.send_pc.createDataChannel(label)
             self._channels[label] = channel
+            # answers on our own channel come from the server (e.g. a plugin that owns the label)
+            channel.on("message", lambda message: self.emit("data", label, message, ""))
         if channel.readyState == "open":
             channel.send(message)
         else:

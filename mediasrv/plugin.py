@@ -131,7 +131,8 @@ class Plugin:
         """A data channel with one of data_labels, opened by a peer."""
 
     def routes(self) -> list[web.RouteDef]:
-        """HTTP routes, mounted under /plugins/<name>/ (paths relative to it)."""
+        """HTTP routes, mounted under /plugins/<name> (a route "/status" is served at
+        /plugins/<name>/status)."""
         return []
 
     # ---- helpers ----

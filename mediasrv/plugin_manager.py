@@ -123,7 +123,7 @@ class PluginManager:
             if routes:
                 sub = web.Application()
                 sub.add_routes(routes)
-                app.add_subapp(f"/plugins/{plugin.name}/", sub)
+                app.add_subapp(f"/plugins/{plugin.name}", sub)
 
     async def start(self) -> None:
         self._started = True
