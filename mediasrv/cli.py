@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 import uvloop
 
 from mediasrv import __version__
-from mediasrv.config import DEFAULT_CONFIG, MediaConfig, ServerConfig
+from mediasrv.config import DEFAULT_CONFIG, ServerConfig
+from mediasrv.config_file import load_config
 from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("mediasrv")
@@ -24,9 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mediasrv {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--host", default=DEFAULT_CONFIG.host, help="address to bind (HTTP)")
-    serve.add_argument("--port", type=int, default=DEFAULT_CONFIG.port, help="port (0: any free)")
-    serve.add_argument("--rtc-port", type=int, default=0, help="UDP media port (0: any free)")
+    serve.add_argument("--config", default=None, help="TOML configuration file (flags override)")
+    serve.add_argument(
+        "--host", default=None, help=f"address to bind (HTTP; {DEFAULT_CONFIG.host})"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help=f"port ({DEFAULT_CONFIG.port}; 0: any)"
+    )
+    serve.add_argument("--rtc-port", type=int, default=None, help="UDP media port (0: any free)")
     serve.add_argument("--announced-ip", default=None, help="address put in ICE candidates")
     serve.add_argument(
         "--token",
@@ -34,7 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="accepted signaling token (repeatable; none: any token, with a warning)",
     )
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file")
     return parser
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    base = load_config(args.config) if args.config else DEFAULT_CONFIG
+    host = args.host if args.host is not None else base.host
+    media = base.media
+    listen_ip = media.listen_ip if args.config else _listen_ip(host)
+    media = dataclasses.replace(
+        media,
+        listen_ip=listen_ip,
+        rtc_port=args.rtc_port if args.rtc_port is not None else media.rtc_port,
+        announced_ip=args.announced_ip if args.announced_ip is not None else media.announced_ip,
+    )
+    return dataclasses.replace(
+        base,
+        host=host,
+        port=args.port if args.port is not None else base.port,
+        media=media,
+        tokens=frozenset(args.token) if args.token else base.tokens,
+    )
 
 
 async def serve(config: ServerConfig) -> None:
@@ -69,15 +98,20 @@ def _listen_ip(host: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "check-config":
+        try:
+            config = load_config(args.file)
+            MediaServer(config)  # loads and validates every plugin's configuration
+        except ValueError as exc:
+            print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
+            return 2
+        names = ", ".join(spec.name for spec in config.plugins) or "none"
+        print(f"{args.file}: ok (http {config.host}:{config.port}; plugins: {names})")
+        return 0
     if args.command == "serve":
         try:
-            media = MediaConfig(
-                listen_ip=_listen_ip(args.host),
-                rtc_port=args.rtc_port,
-                announced_ip=args.announced_ip,
-            )
-            tokens = frozenset(args.token) if args.token else None
-            config = ServerConfig(host=args.host, port=args.port, media=media, tokens=tokens)
+            config = _config(args)
+            MediaServer(config)  # plugin configuration errors before anything binds
         except ValueError as exc:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2
