@@ -70,6 +70,7 @@ class JoinRequest:
     params: Mapping[str, Any]  # the whole join params (plugins may read their own keys)
     remote: str  # client IP address
     headers: Mapping[str, str]
+    session_id: str = ""  # the signaling connection (several joins may come over one)
     identity: Identity | None = None  # set by the first authenticate hook that returns one
 
 

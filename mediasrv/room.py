@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mediasrv.data_producer import DataProducer
 from mediasrv.events import Emitter
 from mediasrv.peer import Notify, Peer
-from mediasrv.plugin import Denied
+from mediasrv.plugin import Denied, Identity
 from mediasrv.producer import Producer
 from mediasrv.tasks import spawn
 
@@ -44,6 +44,7 @@ class Room(Emitter):
         *,
         auto_subscribe: bool = True,
         receive_codecs: list[str] | None = None,
+        identity: Identity | None = None,
         app_data: dict[str, Any] | None = None,
     ) -> Peer:
         if self.closed:
@@ -59,6 +60,7 @@ class Room(Emitter):
             receive_codecs=receive_codecs,
             app_data=app_data,
         )
+        peer.identity = identity  # before anyone hears of the peer
         others = list(self.peers.values())
         self.peers[peer.id] = peer
         peer.on("dataproducer", lambda dp: self._data_producer_added(peer, dp))

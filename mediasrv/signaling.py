@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -67,6 +68,7 @@ class SignalingSession:
     ) -> None:
         self.server = server
         self.ws = ws
+        self.id = uuid.uuid4().hex[:16]
         self.remote = remote  # the client's IP address
         self.headers = dict(headers or {})
         self.peer: Peer | None = None
@@ -225,6 +227,7 @@ class SignalingSession:
             params=dict(params),
             remote=self.remote,
             headers=self.headers,
+            session_id=self.id,
         )
         plugins = self.server.plugins
         try:
@@ -255,6 +258,7 @@ class SignalingSession:
                 self.notify,
                 auto_subscribe=auto,
                 receive_codecs=codecs,
+                identity=identity,
                 app_data={"identity": identity} if identity is not None else None,
             )
         except RoomFull as exc:
