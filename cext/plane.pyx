@@ -91,6 +91,8 @@ cdef class PlaneConsumer:
     cdef readonly uint8_t max_temporal_layer
     cdef uint8_t _target_tid
     cdef readonly uint64_t dropped_temporal
+    cdef uint16_t _highest_in                  # newest inbound sequence number accepted
+    cdef bint _seen_in
     # out sequence number -> in sequence number of recent packets, for NACKs (the offsets move
     # when frames are dropped or the layer changes)
     cdef uint16_t _map_out[PLANE_SEQ_MAP]
@@ -250,6 +252,7 @@ cdef class PlaneConsumer:
             self.waiting_keyframe = False
             self.layer_switches += 1
             memset(self._map_used, 0, PLANE_SEQ_MAP)   # old numbers belong to the old stream
+            self._seen_in = False
         if self.paused:
             self.dropped_paused += 1
             return False
@@ -273,9 +276,26 @@ cdef class PlaneConsumer:
         if <int16_t>(h.sequence_number - self._sync_in_seq) < 0:
             self.dropped_old += 1
             return False
+        # the sync point follows the stream at a distance, so that it never falls half the
+        # sequence space behind (where a 16-bit comparison would call new packets old)
+        if <uint16_t>(h.sequence_number - self._sync_in_seq) > 0x4000:
+            self._sync_in_seq = <uint16_t>(h.sequence_number - 0x4000)
         if self._target_tid == PLANE_ALL_TEMPORAL and self.max_temporal_layer == PLANE_ALL_TEMPORAL:
+            self._note_in(h.sequence_number)
             return True
+        if self.dropped_temporal and self._seen_in and \
+                <int16_t>(h.sequence_number - self._highest_in) <= 0:
+            # a late or repaired packet while frames are being dropped: the offset it would
+            # have had is gone, so it is not sent (the subscriber's NACK finds what we sent)
+            self.dropped_old += 1
+            return False
+        self._note_in(h.sequence_number)
         return self._temporal_ok(buf + h.payload_offset, h.payload_length)
+
+    cdef inline void _note_in(self, uint16_t seq) noexcept:
+        if not self._seen_in or <int16_t>(seq - self._highest_in) > 0:
+            self._highest_in = seq
+            self._seen_in = True
 
     cdef bint _temporal_ok(self, const uint8_t* payload, Py_ssize_t size) noexcept:
         cdef Vp8Descriptor d
@@ -647,6 +667,9 @@ cdef class PlaneStream:
         for consumer in self._consumers:
             consumer._synced = False
             consumer.waiting_keyframe = self.kind_video
+            consumer._seen_in = False
+            # its sent numbers map to the old run's inbound numbers: forget them
+            memset(consumer._map_used, 0, PLANE_SEQ_MAP)
         if rtp_parse(self._held, length, &hh) == 0:
             self._receive(plane, self._held, length, &hh, now, False)
         if not self._started:   # the held packet did not parse: start from the current one

@@ -8,6 +8,13 @@
     client.send_data("chat", "hello")
     await client.close()
 
+Chat (with the server's chat plugin, plugins/chat):
+
+    client.chat.on("message", lambda message: ...)     # also edits and deletions (same id)
+    message_id = await client.chat.send("hello")        # resolves on the server's ack
+    await client.chat.edit(message_id, "hello all")
+    client.chat.history                                  # every message seen, by id
+
 Other events: ``peerJoined``, ``peerLeft``, ``producerAdded``, ``producerClosed``,
 ``consumerClosed``, ``activeSpeaker`` (each with the notification's params), ``close``.
 """
@@ -18,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 import aiohttp
@@ -38,6 +46,7 @@ from mediasrv.tasks import spawn
 log = logging.getLogger("mediasrv.client")
 
 CONTROL_LABEL = "mediasrv-control"
+CHAT_LABEL = "chat"
 
 
 class SignalingError(Exception):
@@ -46,6 +55,142 @@ class SignalingError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class ChatError(Exception):
+    """The chat plugin refused a request: ``code`` as in plugins/chat/README.md."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Chat(AsyncIOEventEmitter):
+    """The room's chat (the "chat" data channel of the chat plugin), opened on first use.
+
+    Events: ``message`` (a message or system message dict, again when edited or deleted),
+    ``typing`` (peer id), ``read`` and ``delivered`` (the receipt dicts), ``history`` (a page
+    of history has arrived: the end marker dict), ``refused`` (error dicts not tied to a
+    request, e.g. ``read_denied``; also kept in ``errors``).
+    """
+
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self._client = client
+        self._channel: RTCDataChannel | None = None
+        self._pending: dict[str, asyncio.Future[int]] = {}
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self._loaded: asyncio.Event = asyncio.Event()
+        self.last_id = 0  # the highest message id seen: history is asked from here on open
+        self.errors: list[dict[str, Any]] = []
+        self._denied: ChatError | None = None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every message seen (in its latest version), in server order."""
+        return [self._by_id[i] for i in sorted(self._by_id)]
+
+    async def open(self, since: int | None = None) -> None:
+        """Open the channel (if not yet) and wait for the history since ``since`` (default: the
+        last seen id) to arrive."""
+        if since is not None:
+            self.last_id = max(self.last_id, since)
+        self._ensure()
+        await asyncio.wait_for(self._loaded.wait(), self._client._timeout)
+        if self._denied is not None:
+            raise self._denied
+
+    def _ensure(self) -> RTCDataChannel:
+        if self._channel is not None:
+            return self._channel
+        channel = self._client.send_pc.createDataChannel(CHAT_LABEL)
+        self._channel = channel
+        self._client._channels[CHAT_LABEL] = channel
+        channel.on("message", self._on_message)
+        channel.on("open", lambda: self._write({"type": "history", "since": self.last_id}))
+        return channel
+
+    def _write(self, message: dict[str, Any]) -> None:
+        channel = self._ensure()
+        text = json.dumps(message)
+        if channel.readyState == "open":
+            channel.send(text)
+        else:
+            channel.on("open", lambda: channel.send(text))
+
+    async def _request(self, message: dict[str, Any]) -> int:
+        client_id = message.setdefault("clientId", uuid.uuid4().hex)
+        fut = self._pending.get(client_id)
+        if fut is None or fut.done():
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[client_id] = fut
+        self._write(message)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self._client._timeout)
+        finally:
+            if fut.done():
+                self._pending.pop(client_id, None)
+
+    async def send(self, text: str, *, client_id: str | None = None) -> int:
+        """Post a message; its server id once it is stored. ``client_id`` makes a retry
+        idempotent (the same id twice is stored once). Raises ChatError on refusal."""
+        message: dict[str, Any] = {"type": "send", "text": text}
+        if client_id is not None:
+            message["clientId"] = client_id
+        return await self._request(message)
+
+    async def edit(self, message_id: int, text: str) -> None:
+        await self._request({"type": "edit", "id": message_id, "text": text})
+
+    async def delete(self, message_id: int) -> None:
+        await self._request({"type": "delete", "id": message_id})
+
+    def typing(self) -> None:
+        self._write({"type": "typing"})
+
+    def read(self, up_to: int) -> None:
+        self._write({"type": "read", "upTo": up_to})
+
+    def _on_message(self, raw: str | bytes) -> None:
+        self._client.emit("data", CHAT_LABEL, raw, "")
+        try:
+            message = json.loads(raw)
+            kind = message["type"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("chat: unreadable message from the server")
+            return
+        if kind in ("message", "system"):
+            message_id = int(message["id"])
+            known = self._by_id.get(message_id)
+            if known == message:
+                return  # a duplicate (history overlapping a live message)
+            self._by_id[message_id] = message
+            self.last_id = max(self.last_id, message_id)
+            self.emit("message", message)
+        elif kind == "ack":
+            fut = self._pending.get(message.get("clientId"))
+            if fut is not None and not fut.done():
+                fut.set_result(int(message["id"]))
+        elif kind == "error":
+            fut = self._pending.get(message.get("clientId"))
+            if fut is not None and not fut.done():
+                fut.set_exception(ChatError(message.get("code", "?"), message.get("message", "")))
+            else:
+                self.errors.append(message)
+                if message.get("code") == "read_denied":
+                    self._denied = ChatError("read_denied", message.get("message", ""))
+                    self._loaded.set()
+                self.emit("refused", message)
+        elif kind == "history":
+            if message.get("more"):
+                self._write({"type": "history", "since": message["last"]})
+            else:
+                self._loaded.set()
+            self.emit("history", message)
+        elif kind == "typing":
+            self.emit("typing", message.get("peerId"))
+        elif kind in ("read", "delivered"):
+            self.emit(kind, message)
 
 
 def _capabilities(kind: str) -> list[Any]:
@@ -104,6 +249,7 @@ class Client(AsyncIOEventEmitter):
         self.producers: list[dict[str, Any]] = []
         self.closed = False
         self.send_pc.on("datachannel", self._on_datachannel)
+        self.chat = Chat(self)
 
     @classmethod
     async def connect(

@@ -152,9 +152,19 @@ class Producer(Emitter):
             return
         wanted = {0}
         for consumer in self.consumers.values():
+            if not consumer.started or consumer.paused:
+                continue
+            # what it forwards, what it switches to, and every layer up to what it would take:
+            # it climbs one layer at a time, so each step must stay encoded (found in review:
+            # pausing the layer in between left a consumer stuck on layer 0)
+            current = consumer.current_layer()
+            target = getattr(consumer, "target_layer", None)
             desired = getattr(consumer, "desired_layer", None)
-            if consumer.started and not consumer.paused and desired is not None:
-                wanted.add(desired)
+            for layer in (current, target):
+                if layer is not None:
+                    wanted.add(layer)
+            if desired is not None:
+                wanted.update(range(min(current or 0, desired), desired + 1))
         for layer in wanted:
             self._layer_wanted_at[layer] = now
         active = [

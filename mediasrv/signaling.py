@@ -238,17 +238,23 @@ class SignalingSession:
         tokens = self.server.config.tokens
         if request.identity is None and tokens is not None and token not in tokens:
             raise ProtocolError("unauthorized", "the token is not accepted")
-        try:
-            room = self.server.get_or_create_room(room_id)
-        except TooManyRooms as exc:
-            raise ProtocolError("too_many_rooms", str(exc)) from None
-        try:
-            await plugins.gate("authorize_join", request, room)
-        except Denied as denied:
-            self.server.count_rejected(f"join:{denied.code}")
-            if not room.peers:
-                room.close()  # created for this request only
-            raise ProtocolError(denied.code, denied.message) from None
+        for _attempt in range(3):
+            try:
+                room = self.server.get_or_create_room(room_id)
+            except TooManyRooms as exc:
+                raise ProtocolError("too_many_rooms", str(exc)) from None
+            try:
+                await plugins.gate("authorize_join", request, room)
+            except Denied as denied:
+                self.server.count_rejected(f"join:{denied.code}")
+                if not room.peers:
+                    room.close()  # created for this request only
+                raise ProtocolError(denied.code, denied.message) from None
+            if not room.closed:
+                break
+            # another request's refusal closed the empty room while our gates ran: a new one
+        else:
+            raise ProtocolError("room_closed", f"room {room_id!r} keeps closing; try again")
         identity = request.identity
         if not name and identity is not None:
             name = identity.display_name[:MAX_DISPLAY_NAME]

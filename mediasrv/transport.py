@@ -21,6 +21,7 @@ log = logging.getLogger("mediasrv.transport")
 
 NTP_EPOCH_OFFSET = 2208988800
 RTCP_CNAME = b"mediasrv"
+SENDER_REPORTS_PER_COMPOUND = 20  # about 1,060 bytes with the SDES
 
 
 def ntp_now() -> int:
@@ -108,6 +109,7 @@ class Transport(Emitter):
         self.router._producer_closed(producer)
 
     def _consumer_closed(self, consumer: Consumer) -> None:
+        self.worker.release_ssrcs(consumer.ssrc, consumer.rtx_ssrc)
         self.consumers.pop(consumer.id, None)
         self._consumers_by_ssrc.pop(consumer.ssrc, None)
         self._sr_sent.pop(consumer.ssrc, None)
@@ -246,12 +248,18 @@ class Transport(Emitter):
                 )
             )
             self._sr_sent[consumer.ssrc] = (report_ntp >> 16) & 0xFFFFFFFF
-        if blocks or not packets:
-            packets.insert(0, _core.RtcpReceiverReport(self.rtcp_ssrc, blocks[:31]))
+        head: list[Any] = [_core.RtcpReceiverReport(self.rtcp_ssrc, blocks[:31])]
         if video_ssrcs:
-            packets.append(_core.RtcpRemb(self.rtcp_ssrc, self.max_incoming_bitrate, video_ssrcs))
-        packets.append(_core.RtcpSdes([_core.RtcpSdesChunk(self.rtcp_ssrc, [(1, RTCP_CNAME)])]))
-        self.send_rtcp(packets)
+            head.append(_core.RtcpRemb(self.rtcp_ssrc, self.max_incoming_bitrate, video_ssrcs))
+        sdes = _core.RtcpSdes([_core.RtcpSdesChunk(self.rtcp_ssrc, [(1, RTCP_CNAME)])])
+        # compounds stay under a datagram's size: sender reports (52 bytes each) go in groups
+        # (found in review: one compound for 67+ consumers was too big to send)
+        if blocks or not packets:
+            self.send_rtcp([*head, sdes])
+        elif video_ssrcs:
+            self.send_rtcp([head[1], sdes])
+        for start in range(0, len(packets), SENDER_REPORTS_PER_COMPOUND):
+            self.send_rtcp([*packets[start : start + SENDER_REPORTS_PER_COMPOUND], sdes])
 
     # ---- layer allocation ----
 

@@ -49,6 +49,7 @@ class Worker(Emitter):
         self.ice_failures: Counter[str] = Counter()
         self._ssrcs: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self.timer_errors = 0
         self.closed = False
 
     @property
@@ -84,6 +85,9 @@ class Worker(Emitter):
             if value and value not in taken and value not in self._ssrcs:
                 self._ssrcs.add(value)
                 return value
+
+    def release_ssrcs(self, *ssrcs: int) -> None:
+        self._ssrcs.difference_update(ssrcs)
 
     # ---- ICE-lite ----
 
@@ -194,28 +198,37 @@ class Worker(Emitter):
         while not self.closed:
             await asyncio.sleep(NACK_INTERVAL)
             now = time.monotonic()
-            try:
-                for router in list(self.routers.values()):
-                    for transport in list(router.transports.values()):
+            report = now >= next_report
+            speaker = now >= next_speaker
+            layers = now >= next_layers
+            if report:
+                next_report = now + REPORT_INTERVAL
+            if speaker:
+                next_speaker = now + SPEAKER_INTERVAL
+            if layers:
+                next_layers = now + LAYER_INTERVAL
+            for router in list(self.routers.values()):
+                for transport in list(router.transports.values()):
+                    # one transport's failure must not skip the others' timers
+                    try:
                         transport.tick_nack()
-                if now >= next_report:
-                    next_report = now + REPORT_INTERVAL
-                    for router in list(self.routers.values()):
-                        for transport in list(router.transports.values()):
+                        if report:
                             transport.tick_reports()
                             if isinstance(transport, WebRtcTransport):
                                 transport.tick_liveness(now)
-                if now >= next_speaker:
-                    next_speaker = now + SPEAKER_INTERVAL
-                    for router in list(self.routers.values()):
-                        router.tick_active_speaker()
-                if now >= next_layers:
-                    next_layers = now + LAYER_INTERVAL
-                    for router in list(self.routers.values()):
-                        for transport in list(router.transports.values()):
+                        if layers:
                             transport.allocate_layers(now)
-            except Exception:
-                log.exception("worker %d: timer tick failed; continuing", self.index)
+                    except Exception:
+                        self.timer_errors += 1
+                        log.exception("worker %d: timer of transport %s failed", self.index,
+                                      transport.id)  # fmt: skip
+                if speaker:
+                    try:
+                        router.tick_active_speaker()
+                    except Exception:
+                        self.timer_errors += 1
+                        log.exception("worker %d: active speaker of router %s failed",
+                                      self.index, router.id)  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
         plane = self.plane

@@ -347,3 +347,30 @@ def test_interleaved_unknown_ssrcs_reach_python_once_a_second_each(rig: Rig) -> 
             rig.feed(vp8(seq, ssrc=ssrc))
     assert sorted(rig.handler.unknown) == [0x9001, 0x9002, 0x9003]
     assert rig.plane.dropped["unknown_ssrc"] == 90
+
+
+def test_a_consumer_keeps_forwarding_past_half_the_sequence_space(rig: Rig) -> None:
+    """The sync point follows the stream: 40,000 in-order packets all go out (found in review:
+    a fixed sync point made new packets look old after 32,768)."""
+    rig.feed(vp8(0, keyframe=True))
+    for seq in range(1, 40000):
+        rig.feed(vp8(seq & 0xFFFF, start=False))
+        if seq % 500 == 0:
+            rig.received()
+    rig.received()
+    assert rig.consumer.dropped_old == 0
+    assert rig.consumer.packets == 40000
+
+
+def test_a_late_packet_while_dropping_temporal_layers_never_reuses_a_number(rig: Rig) -> None:
+    consumer = rig.consumer
+    consumer.set_vp8_continuity(True)
+    consumer.set_temporal_layer(0)
+    rig.feed(vp8_tid(1, 10, 0, keyframe=True))
+    rig.feed(vp8_tid(3, 12, 2))  # dropped (TL2); 2 is still on its way
+    rig.feed(vp8_tid(4, 13, 0))
+    rig.feed(vp8_tid(2, 11, 0))  # late (or repaired): its offset is gone, not sent
+    rig.feed(vp8_tid(5, 14, 0))
+    seqs = [p.sequence_number for p in rig.received()]
+    assert seqs == [1, 3, 4] or seqs == sorted(set(seqs)), seqs
+    assert len(set(seqs)) == len(seqs)
