@@ -42,13 +42,14 @@ $(LIBSRTP): cext/build_libsrtp.sh
 
 libsrtp: $(LIBSRTP)
 
-$(VENV)/.stamp-install: setup.py pyproject.toml plugins/strongauth/pyproject.toml $(LIBSRTP)
+$(VENV)/.stamp-install: setup.py pyproject.toml plugins/strongauth/pyproject.toml plugins/chat/pyproject.toml $(LIBSRTP)
 	$(MAKE) sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "cython==3.3.1" "setuptools>=70" wheel
 	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
 	$(PY) -m pip install -q --no-build-isolation -e plugins/strongauth
+	$(PY) -m pip install -q --no-build-isolation -e plugins/chat
 	touch $@
 
 install: $(VENV)/.stamp-install
