@@ -298,6 +298,8 @@ export class Client extends Emitter {
     this._control = this.sendPc.createDataChannel(CONTROL_LABEL);
     /** @type {Map<string, RTCDataChannel>} channels opened by sendData(), by label */
     this._channels = new Map();
+    /** chat over the server's chat plugin (see Chat) */
+    this.chat = new Chat(this);
     /** @type {Map<string, ConsumerInfo>} */
     this._consumersByMid = new Map();
     /** @type {string} */
@@ -698,6 +700,122 @@ export class Client extends Emitter {
  * @param {number} limit ms
  * @returns {Promise<WebSocket>}
  */
+/**
+ * Chat over the server's chat plugin (plugins/chat; label `chat`): `client.chat`.
+ *
+ *     const id = await client.chat.send('hello');      // resolves when the server has stored it
+ *     client.chat.on('message', (message) => ...);     // {id, from: {peerId, displayName}, text, ts}
+ *     client.chat.history;                              // every message seen, by id order
+ *
+ * Events: `message`, `system`, `typing`, `read`, `delivered`, `refused` (errors not tied to a
+ * request).
+ */
+export class Chat extends Emitter {
+  /** @param {Client} client */
+  constructor(client) {
+    super();
+    this._client = client;
+    this._channel = null;
+    this._pending = new Map();
+    this._seq = 0;
+    /** @type {Map<number, Object>} */
+    this._messages = new Map();
+    this.lastId = 0;
+  }
+
+  /** @returns {Object[]} the messages seen, oldest first */
+  get history() {
+    return [...this._messages.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /**
+   * Open the channel (done by the first send) and ask for the history since `since`
+   * (default: the last id seen, so a reconnect gets what it missed).
+   * @param {number} [since]
+   */
+  open(since) {
+    if (this._channel) return;
+    const channel = this._client.sendPc.createDataChannel('chat');
+    this._channel = channel;
+    channel.addEventListener('message', (event) => this._onMessage(event.data));
+    const ask = () => channel.send(JSON.stringify({ type: 'history', since: since ?? this.lastId }));
+    if (channel.readyState === 'open') ask();
+    else channel.addEventListener('open', ask, { once: true });
+  }
+
+  /**
+   * Post a message; resolves with its server id once stored, rejects with `.code` if refused.
+   * @param {string} text
+   * @returns {Promise<number>}
+   */
+  send(text) {
+    return this._request({ type: 'send', text });
+  }
+
+  /** @param {number} id @param {string} text */
+  edit(id, text) {
+    return this._request({ type: 'edit', id, text });
+  }
+
+  /** @param {number} id */
+  delete(id) {
+    return this._request({ type: 'delete', id });
+  }
+
+  typing() {
+    this._write({ type: 'typing' });
+  }
+
+  /** @param {number} upTo */
+  read(upTo) {
+    this._write({ type: 'read', upTo });
+  }
+
+  _write(message) {
+    this.open();
+    const channel = /** @type {RTCDataChannel} */ (this._channel);
+    const text = JSON.stringify(message);
+    if (channel.readyState === 'open') channel.send(text);
+    else channel.addEventListener('open', () => channel.send(text), { once: true });
+  }
+
+  _request(message) {
+    const clientId = `${Date.now().toString(36)}-${++this._seq}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(clientId);
+        reject(codedError('timeout', `no answer to chat ${message.type} in 10 s`));
+      }, DEFAULT_REQUEST_TIMEOUT);
+      this._pending.set(clientId, { resolve, reject, timer });
+      this._write({ ...message, clientId });
+    });
+  }
+
+  _onMessage(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const pending = message.clientId ? this._pending.get(message.clientId) : null;
+    if (message.type === 'ack' || (message.type === 'error' && pending)) {
+      if (!pending) return;
+      clearTimeout(pending.timer);
+      this._pending.delete(message.clientId);
+      if (message.type === 'ack') pending.resolve(message.id);
+      else pending.reject(codedError(message.code, message.message));
+      return;
+    }
+    if (message.type === 'message' || message.type === 'system') {
+      this._messages.set(message.id, message);
+      this.lastId = Math.max(this.lastId, message.id);
+    }
+    if (message.type === 'error') this.emit('refused', message);
+    else if (message.type !== 'history') this.emit(message.type, message);
+  }
+}
+
 function openSocket(url, limit) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
