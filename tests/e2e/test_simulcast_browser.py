@@ -15,12 +15,24 @@ from mediasrv.client import Client
 PUBLISH_SIMULCAST_JS = """
 async () => {
   const local = await navigator.mediaDevices.getUserMedia(
-      {audio: false, video: {width: 1280, height: 720}});
+      {audio: false, video: {width: 1280, height: 720, frameRate: 15}});
   window.local = local;
   return await window.client.publish(local, {simulcast: true});
 }
 """
 WIDTHS = [320, 640, 1280]
+QUALITY_JS = """
+async () => {
+  const out = [];
+  (await window.client.sendPc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      out.push({rid: s.rid, bytesSent: s.bytesSent, frameWidth: s.frameWidth,
+                qualityLimitationReason: s.qualityLimitationReason});
+    }
+  });
+  return out;
+}
+"""
 
 
 def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> None:
@@ -41,7 +53,11 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
                 return False
 
             # bandwidth feedback (REMB, x-google-start-bitrate): the top layer within ~a second
-            await wait_for(top_layer_flowing, 10, "the 1280x720 layer from Chromium")
+            try:
+                await wait_for(top_layer_flowing, 10, "the 1280x720 layer from Chromium")
+            except AssertionError:
+                limits = await publisher.eval(QUALITY_JS)
+                raise AssertionError(f"no top layer; Chrome's outbound layers: {limits}") from None
             layers_after = time.monotonic() - published
             assert layers_after < 2.0, f"the top layer took {layers_after:.1f} s"
             print(f"top layer flowing {layers_after:.2f} s after publish")
