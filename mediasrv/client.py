@@ -14,6 +14,8 @@ Chat (with the server's chat plugin, plugins/chat):
     message_id = await client.chat.send("hello")        # resolves on the server's ack
     await client.chat.edit(message_id, "hello all")
     client.chat.history                                  # every message seen, by id
+    message_id = await client.chat.upload(png_bytes, "photo.png")   # an attachment
+    data = await client.chat.download(sha256_hex)
 
 Other events: ``peerJoined``, ``peerLeft``, ``producerAdded``, ``producerClosed``,
 ``consumerClosed``, ``activeSpeaker`` (each with the notification's params), ``close``.
@@ -23,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
+from base64 import b64decode, b64encode
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import (
@@ -47,6 +52,8 @@ log = logging.getLogger("mediasrv.client")
 
 CONTROL_LABEL = "mediasrv-control"
 CHAT_LABEL = "chat"
+UPLOAD_CHUNK = 32 * 1024  # bytes per upload-chunk (base64 keeps a message under 64 KiB)
+UPLOAD_WINDOW = 8  # chunks in flight before waiting for upload-progress
 
 
 class SignalingError(Exception):
@@ -78,7 +85,9 @@ class Chat(AsyncIOEventEmitter):
         super().__init__()
         self._client = client
         self._channel: RTCDataChannel | None = None
-        self._pending: dict[str, asyncio.Future[int]] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._upload_events: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._downloads: dict[str, tuple[bytearray, str]] = {}  # sha256 -> (data, client id)
         self._by_id: dict[int, dict[str, Any]] = {}
         self._loaded: asyncio.Event = asyncio.Event()
         self.last_id = 0  # the highest message id seen: history is asked from here on open
@@ -126,7 +135,7 @@ class Chat(AsyncIOEventEmitter):
             self._pending[client_id] = fut
         self._write(message)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self._client._timeout)
+            return int(await asyncio.wait_for(asyncio.shield(fut), self._client._timeout))
         finally:
             if fut.done():
                 self._pending.pop(client_id, None)
@@ -147,6 +156,105 @@ class Chat(AsyncIOEventEmitter):
 
     def typing(self) -> None:
         self._write({"type": "typing"})
+
+    # ---- attachments ----
+
+    async def _next_event(
+        self, queue: asyncio.Queue[dict[str, Any]], fut: asyncio.Future[Any]
+    ) -> dict[str, Any] | None:
+        """The next upload-ready/upload-progress; None once the upload is acked; raises the
+        refusal."""
+        if not queue.empty():
+            return queue.get_nowait()
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            done, _ = await asyncio.wait(
+                {getter, fut}, timeout=self._client._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter in done:
+            return getter.result()
+        if fut in done:
+            fut.result()
+            return None
+        raise TimeoutError("no upload progress")
+
+    async def upload(self, data: bytes, name: str, *, client_id: str | None = None) -> int:
+        """Post an attachment; the message id once it is stored. If the server has part of
+        this file from this sender (an upload cut off, e.g. by a reconnect), it continues from
+        there. Raises ChatError on refusal (e.g. ``type_not_allowed``)."""
+        client_id = client_id or uuid.uuid4().hex
+        sha256 = hashlib.sha256(data).hexdigest()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[client_id] = fut
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._upload_events[client_id] = queue
+        try:
+            self._write(
+                {
+                    "type": "upload-start",
+                    "clientId": client_id,
+                    "name": name,
+                    "size": len(data),
+                    "sha256": sha256,
+                }
+            )
+            event = await self._next_event(queue, fut)
+            if event is not None:
+                upload_id, acked = event["uploadId"], int(event["offset"])
+                sent = acked
+                while acked < len(data):
+                    while sent < len(data) and sent - acked < UPLOAD_WINDOW * UPLOAD_CHUNK:
+                        chunk = data[sent : sent + UPLOAD_CHUNK]
+                        self._write(
+                            {
+                                "type": "upload-chunk",
+                                "uploadId": upload_id,
+                                "offset": sent,
+                                "data": b64encode(chunk).decode(),
+                            }
+                        )
+                        sent += len(chunk)
+                    event = await self._next_event(queue, fut)
+                    if event is None:
+                        break
+                    acked = max(acked, int(event["offset"]))
+            return int(await asyncio.wait_for(asyncio.shield(fut), self._client._timeout))
+        finally:
+            self._pending.pop(client_id, None)
+            self._upload_events.pop(client_id, None)
+
+    async def download(self, sha256: str) -> bytes:
+        """The bytes of an attachment posted in this room (ChatError ``not_found``
+        otherwise)."""
+        client_id = uuid.uuid4().hex
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[client_id] = fut
+        self._downloads[sha256] = (bytearray(), client_id)
+        try:
+            self._write({"type": "download", "sha256": sha256, "clientId": client_id})
+            result = await asyncio.wait_for(asyncio.shield(fut), self._client._timeout * 3)
+            return bytes(result)
+        finally:
+            self._pending.pop(client_id, None)
+            known = self._downloads.get(sha256)
+            if known is not None and known[1] == client_id:
+                del self._downloads[sha256]
+
+    async def file_url(self, sha256: str) -> str:
+        """A short-lived signed HTTP URL of an attachment posted in this room."""
+        client_id = uuid.uuid4().hex
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[client_id] = fut
+        try:
+            self._write({"type": "file-url", "sha256": sha256, "clientId": client_id})
+            path = str(await asyncio.wait_for(asyncio.shield(fut), self._client._timeout))
+        finally:
+            self._pending.pop(client_id, None)
+        base = self._client.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        return urljoin(base, path)
 
     def read(self, up_to: int) -> None:
         self._write({"type": "read", "upTo": up_to})
@@ -187,6 +295,24 @@ class Chat(AsyncIOEventEmitter):
             else:
                 self._loaded.set()
             self.emit("history", message)
+        elif kind in ("upload-ready", "upload-progress"):
+            queue = self._upload_events.get(message.get("clientId"))
+            if queue is not None:
+                queue.put_nowait(message)
+        elif kind == "download-chunk":
+            download = self._downloads.get(message.get("sha256"))
+            if download is not None and int(message.get("offset", -1)) == len(download[0]):
+                download[0].extend(b64decode(message.get("data", "")))
+        elif kind == "download-end":
+            download = self._downloads.get(message.get("sha256"))
+            if download is not None:
+                fut = self._pending.get(download[1])
+                if fut is not None and not fut.done():
+                    fut.set_result(bytes(download[0]))
+        elif kind == "file-url":
+            fut = self._pending.get(message.get("clientId"))
+            if fut is not None and not fut.done():
+                fut.set_result(message["url"])
         elif kind == "typing":
             self.emit("typing", message.get("peerId"))
         elif kind in ("read", "delivered"):
@@ -245,6 +371,7 @@ class Client(AsyncIOEventEmitter):
         self._consumers_by_mid: dict[str, dict[str, Any]] = {}
         self.peer_id = ""
         self.room = ""
+        self.url = ""  # the WebSocket URL connected to
         self.peers: list[dict[str, Any]] = []
         self.producers: list[dict[str, Any]] = []
         self.closed = False
@@ -274,6 +401,7 @@ class Client(AsyncIOEventEmitter):
             await session.close()
             raise
         client = cls(session, ws, request_timeout, RTCConfiguration(iceServers=ice_servers or []))
+        client.url = url
         client._reader = asyncio.create_task(client._read())
         try:
             codecs = sorted(

@@ -706,6 +706,7 @@ export class Client extends Emitter {
  *     const id = await client.chat.send('hello');      // resolves when the server has stored it
  *     client.chat.on('message', (message) => ...);     // {id, from: {peerId, displayName}, text, ts}
  *     client.chat.history;                              // every message seen, by id order
+ *     const fileId = await client.chat.upload(file);     // a Blob/File attachment (image, PDF)
  *
  * Events: `message`, `system`, `typing`, `read`, `delivered`, `refused` (errors not tied to a
  * request).
@@ -720,7 +721,77 @@ export class Chat extends Emitter {
     this._seq = 0;
     /** @type {Map<number, Object>} */
     this._messages = new Map();
+    /** @type {Map<string, (message: Object) => void>} upload events by clientId */
+    this._uploads = new Map();
     this.lastId = 0;
+  }
+
+  /**
+   * Post an attachment (a Blob or File: JPEG, PNG, GIF or PDF by default); resolves with the
+   * message id once stored, rejects with `.code` (e.g. `type_not_allowed`). Uploading the same
+   * bytes again resumes from what the server already has.
+   * @param {Blob} file
+   * @param {string} [name] default: the File's name
+   * @returns {Promise<number>}
+   */
+  async upload(file, name) {
+    const CHUNK = 32 * 1024;
+    const WINDOW = 8;
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const sha256 = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const fileName = name ?? /** @type {any} */ (file).name ?? 'file';
+    const clientId = `${Date.now().toString(36)}-${++this._seq}`;
+    const size = bytes.length;
+    const toBase64 = (/** @type {Uint8Array} */ part) => {
+      let binary = '';
+      for (let i = 0; i < part.length; i += 0x8000) {
+        binary += String.fromCharCode(...part.subarray(i, i + 0x8000));
+      }
+      return btoa(binary);
+    };
+    let uploadId = '';
+    let sent = 0;
+    let acked = 0;
+    let timer = 0;
+    const pump = () => {
+      while (sent < size && sent - acked < WINDOW * CHUNK) {
+        const part = bytes.subarray(sent, sent + CHUNK);
+        this._write({ type: 'upload-chunk', uploadId, offset: sent, data: toBase64(part) });
+        sent += part.length;
+      }
+    };
+    return new Promise((resolve, reject) => {
+      const idle = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          this._uploads.delete(clientId);
+          this._pending.delete(clientId);
+          reject(codedError('timeout', `no upload progress in ${DEFAULT_REQUEST_TIMEOUT} ms`));
+        }, DEFAULT_REQUEST_TIMEOUT);
+      };
+      const done = () => {
+        clearTimeout(timer);
+        this._uploads.delete(clientId);
+      };
+      this._pending.set(clientId, {
+        resolve: (/** @type {number} */ id) => (done(), resolve(id)),
+        reject: (/** @type {Error} */ error) => (done(), reject(error)),
+        timer: 0,
+      });
+      this._uploads.set(clientId, (message) => {
+        idle();
+        if (message.type === 'upload-ready') {
+          uploadId = message.uploadId;
+          sent = acked = message.offset;
+        } else {
+          acked = Math.max(acked, message.offset);
+        }
+        pump();
+      });
+      idle();
+      this._write({ type: 'upload-start', clientId, name: fileName, size, sha256 });
+    });
   }
 
   /** @returns {Object[]} the messages seen, oldest first */
@@ -796,6 +867,10 @@ export class Chat extends Emitter {
     try {
       message = JSON.parse(data);
     } catch {
+      return;
+    }
+    if (message.type === 'upload-ready' || message.type === 'upload-progress') {
+      this._uploads.get(message.clientId)?.(message);
       return;
     }
     const pending = message.clientId ? this._pending.get(message.clientId) : null;

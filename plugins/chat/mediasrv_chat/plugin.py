@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import logging
+import os
+import re
+import secrets
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from aiohttp import web
 
 from mediasrv.plugin import Denied, Plugin, Setting
 from mediasrv.room import Room
@@ -19,6 +31,11 @@ from mediasrv_chat.store import ChatStore, SqliteChatStore, StoredMessage
 log = logging.getLogger("mediasrv.chat")
 
 LABEL = "chat"
+CHUNK_MAX = 48 * 1024  # decoded bytes per upload-chunk
+DOWNLOAD_CHUNK = 32 * 1024
+UPLOADS_PER_PEER = 2
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_TYPES = ["image/jpeg", "image/png", "image/gif", "application/pdf"]
 T = TypeVar("T")
 
 Policy = Callable[[Any, str, str], None]  # (peer, "post" | "read", room_id); raises Denied
@@ -56,6 +73,74 @@ class _Bucket:
         return False
 
 
+def _sniff(head: bytes) -> str | None:
+    """The MIME type from the magic bytes (only the types the allowlist may name)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    """Write at offset (truncating anything after) and fsync before returning."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, offset)
+        os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_file(path: Path) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        head = f.read(64)
+        digest.update(head)
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest(), head
+
+
+def _commit_file(partial_path: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial_path, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+class _Upload:
+    def __init__(
+        self, upload_id: str, member: Any, key: str, client_id: str, name: str, size: int,
+        sha256: str, path: Path, offset: int,
+    ) -> None:  # fmt: skip
+        self.id = upload_id
+        self.member = member
+        self.key = key
+        self.client_id = client_id
+        self.name = name
+        self.size = size
+        self.sha256 = sha256
+        self.path = path
+        self.offset = offset
+
+
 class _Member:
     def __init__(self, peer: Any, channel: Any, bucket: _Bucket) -> None:
         self.peer = peer
@@ -85,6 +170,15 @@ class ChatPlugin(Plugin):
         "purge_interval_seconds": Setting(
             (int, float), default=3600, check=lambda n: n > 0, help="how often to purge"
         ),
+        "attachments_dir": Setting(str, default="mediasrv-chat-files", help="attachment files"),
+        "max_attachment_bytes": Setting(
+            int, default=10 * 1024 * 1024, check=lambda n: n > 0, help="largest attachment"
+        ),
+        "allowed_types": Setting(list, default=DEFAULT_TYPES, help="MIME types (magic bytes)"),
+        "url_secret": Setting(str, default="", secret=True, help="file URL HMAC key"),
+        "url_seconds": Setting(
+            (int, float), default=300, check=lambda n: n > 0, help="file URL lifetime"
+        ),
     }
     data_labels = (LABEL,)
 
@@ -96,6 +190,10 @@ class ChatPlugin(Plugin):
         self._moderators: list[Moderator] = []
         self._members: dict[str, dict[str, _Member]] = {}  # room id -> peer id -> member
         self._purger: asyncio.Task[None] | None = None
+        self._uploads: dict[str, _Upload] = {}  # upload id -> upload
+        secret = self.config["url_secret"]
+        self._url_key = secret.encode() if secret else secrets.token_bytes(32)
+        self._files = Path(self.config["attachments_dir"])
 
     # ---- the Python API for embedders and other plugins ----
 
@@ -204,6 +302,8 @@ class ChatPlugin(Plugin):
 
         def closed() -> None:
             task.cancel()
+            for upload_id in [u.id for u in self._uploads.values() if u.member is member]:
+                del self._uploads[upload_id]
             members = self._members.get(room_id)
             if members is not None and members.get(peer.id) is member:
                 del members[peer.id]
@@ -278,6 +378,10 @@ class ChatPlugin(Plugin):
             rendered["edited"] = message.edited
         if message.deleted:
             rendered["deleted"] = True
+        elif message.extra:
+            attachment = json.loads(message.extra).get("attachment")
+            if attachment is not None:
+                rendered["attachment"] = attachment
         return rendered
 
     # ---- the protocol ----
@@ -287,7 +391,7 @@ class ChatPlugin(Plugin):
         if not isinstance(raw, str):
             self._error(member, "invalid_message", "messages are JSON text")
             return
-        if len(raw) > 4 * limit + 1024:
+        if len(raw) > max(4 * limit, CHUNK_MAX * 4 // 3) + 1024:
             self._error(member, "message_too_large", f"at most {limit} bytes of text")
             return
         try:
@@ -306,6 +410,10 @@ class ChatPlugin(Plugin):
             "typing": self._on_typing,
             "read": self._on_read,
             "history": self._on_history,
+            "upload-start": self._on_upload_start,
+            "upload-chunk": self._on_upload_chunk,
+            "download": self._on_download,
+            "file-url": self._on_file_url,
         }.get(kind if isinstance(kind, str) else "")
         if handler is None:
             self._error(member, "invalid_message", f"unknown type {kind!r}")
@@ -454,4 +562,215 @@ class ChatPlugin(Plugin):
         self._send(
             member,
             {"type": "history", "since": since, "count": len(rows), "last": last, "more": more},
+        )
+
+    # ---- attachments ----
+
+    def _file_path(self, sha256: str) -> Path:
+        return self._files / sha256[:2] / sha256
+
+    async def _on_upload_start(self, member: _Member, message: dict[str, Any]) -> None:
+        client_id = message.get("clientId")
+        if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+            self._error(member, "invalid_message", "clientId must be a string (1-128)", client_id)
+            return
+        name, size, sha256 = message.get("name"), message.get("size"), message.get("sha256")
+        if not isinstance(name, str) or not name or len(name) > 255:
+            self._error(member, "invalid_message", "name must be a string (1-255)", client_id)
+            return
+        if not _is_id(size) or size == 0:
+            self._error(member, "invalid_message", "size must be a positive integer", client_id)
+            return
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            self._error(member, "invalid_message", "sha256 must be 64 hex digits", client_id)
+            return
+        assert isinstance(size, int)
+        limit = self.config["max_attachment_bytes"]
+        if size > limit:
+            self._error(member, "attachment_too_large", f"at most {limit} bytes", client_id)
+            return
+        sender = self._sender_key(member.peer)
+        key = hashlib.sha256(f"{member.peer.room.id}\n{sender}".encode()).hexdigest()[:24]
+        key = f"{key}-{sha256}"
+        # a new start of the same file by the same sender takes the upload over (a reconnect)
+        for old in [u for u in self._uploads.values() if u.key == key]:
+            del self._uploads[old.id]
+        mine = [u for u in self._uploads.values() if u.member is member]
+        if len(mine) >= UPLOADS_PER_PEER:
+            self._error(
+                member, "too_many_uploads", f"at most {UPLOADS_PER_PEER} at once", client_id
+            )
+            return
+        if not self._may_post(member, client_id):
+            return
+        path = self._files / "partial" / f"{key}.part"
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        offset = 0
+        if path.exists():
+            offset = path.stat().st_size
+            if offset > size:
+                path.unlink()
+                offset = 0
+        upload = _Upload(uuid.uuid4().hex, member, key, client_id, name, size, sha256, path, offset)
+        final = self._file_path(sha256)
+        if final.exists() and final.stat().st_size == size:
+            upload.offset = size  # already stored (content addressed): nothing to send
+        self._uploads[upload.id] = upload
+        ready = {"type": "upload-ready", "uploadId": upload.id, "offset": upload.offset}
+        self._send(member, {**ready, "clientId": client_id})
+        if upload.offset == size:
+            await self._finish(upload)
+
+    async def _on_upload_chunk(self, member: _Member, message: dict[str, Any]) -> None:
+        upload = self._uploads.get(str(message.get("uploadId")))
+        if upload is None or upload.member is not member:
+            self._error(member, "not_found", "no such upload (start it again)")
+            return
+        offset, data = message.get("offset"), message.get("data")
+        if not _is_id(offset) or offset != upload.offset or not isinstance(data, str):
+            self._error(
+                member, "invalid_message", f"the next offset is {upload.offset}", upload.client_id
+            )
+            return
+        try:
+            chunk = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            self._error(member, "invalid_message", "data must be base64", upload.client_id)
+            return
+        if not chunk or len(chunk) > CHUNK_MAX or offset + len(chunk) > upload.size:
+            del self._uploads[upload.id]
+            self._error(member, "invalid_message", "chunk too large or past size", upload.client_id)
+            return
+        await asyncio.to_thread(_write_at, upload.path, offset, chunk)
+        upload.offset = offset + len(chunk)
+        self._send(
+            member,
+            {
+                "type": "upload-progress",
+                "uploadId": upload.id,
+                "offset": upload.offset,
+                "clientId": upload.client_id,
+            },
+        )
+        if upload.offset == upload.size:
+            await self._finish(upload)
+
+    async def _finish(self, upload: _Upload) -> None:
+        self._uploads.pop(upload.id, None)
+        member, client_id = upload.member, upload.client_id
+        final = self._file_path(upload.sha256)
+        if not (final.exists() and final.stat().st_size == upload.size):
+            digest, head = await asyncio.to_thread(_hash_file, upload.path)
+            if digest != upload.sha256:
+                upload.path.unlink(missing_ok=True)
+                self._error(member, "checksum_mismatch", "the SHA-256 does not match", client_id)
+                return
+            mime = _sniff(head)
+            if mime is None or mime not in self.config["allowed_types"]:
+                upload.path.unlink(missing_ok=True)
+                self._error(member, "type_not_allowed", f"not allowed: {mime}", client_id)
+                return
+            await asyncio.to_thread(_commit_file, upload.path, final)
+        else:
+            upload.path.unlink(missing_ok=True)
+            mime = _sniff(await asyncio.to_thread(_read_at, final, 0, 64)) or ""
+        peer = member.peer
+        room_id = peer.room.id
+        sender = self._sender_key(peer)
+        attachment = {
+            "sha256": upload.sha256, "name": upload.name, "size": upload.size, "mime": mime
+        }  # fmt: skip
+        new = StoredMessage(
+            id=0,
+            room=room_id,
+            kind="message",
+            sender=sender,
+            peer_id=peer.id,
+            display_name=peer.display_name,
+            client_id=f"{sender}\n{client_id}",
+            text="",
+            ts=_now_ms(),
+            extra=json.dumps({"attachment": attachment}),
+        )
+        stored, created = await self._db(lambda s: s.add(new))
+        self._send(member, {"type": "ack", "clientId": client_id, "id": stored.id, "ts": stored.ts})
+        if created:
+            self._fan_out(room_id, self._render(stored), sender=peer.id)
+
+    async def _readable(self, member: _Member, message: dict[str, Any]) -> dict[str, Any] | None:
+        client_id = message.get("clientId")
+        sha256 = message.get("sha256")
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            self._error(member, "invalid_message", "sha256 must be 64 hex digits", client_id)
+            return None
+        room_id = member.peer.room.id
+        denied = self._check(member.peer, "read", room_id)
+        if denied is not None:
+            self._error(member, "read_denied", denied.message, client_id)
+            return None
+        found = await self._db(lambda s: s.attachment(room_id, sha256))
+        if found is None or not self._file_path(sha256).exists():
+            self._error(member, "not_found", "no such attachment in this room", client_id)
+            return None
+        return found
+
+    async def _on_download(self, member: _Member, message: dict[str, Any]) -> None:
+        found = await self._readable(member, message)
+        if found is None:
+            return
+        sha256 = found["sha256"]
+        path = self._file_path(sha256)
+        offset = 0
+        while True:
+            data = await asyncio.to_thread(_read_at, path, offset, DOWNLOAD_CHUNK)
+            if not data:
+                break
+            for _ in range(1000):  # let the channel drain (at most 10 s)
+                if member.channel.bufferedAmount < 1 << 20:
+                    break
+                await asyncio.sleep(0.01)
+            chunk = {"type": "download-chunk", "sha256": sha256, "offset": offset}
+            if not self._send(member, {**chunk, "data": base64.b64encode(data).decode()}):
+                return
+            offset += len(data)
+        self._send(member, {"type": "download-end", "sha256": sha256, "size": offset})
+
+    def _sign(self, sha256: str, room: str, exp: int) -> str:
+        text = f"{sha256}\n{room}\n{exp}".encode()
+        return hmac.new(self._url_key, text, hashlib.sha256).hexdigest()
+
+    async def _on_file_url(self, member: _Member, message: dict[str, Any]) -> None:
+        found = await self._readable(member, message)
+        if found is None:
+            return
+        sha256, room = found["sha256"], member.peer.room.id
+        exp = int(time.time() + self.config["url_seconds"])
+        query = urlencode({"room": room, "exp": exp, "sig": self._sign(sha256, room, exp)})
+        url = f"/plugins/chat/files/{sha256}?{query}"
+        answer: dict[str, Any] = {"type": "file-url", "sha256": sha256, "url": url}
+        if message.get("clientId") is not None:
+            answer["clientId"] = message["clientId"]
+        self._send(member, answer)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/files/{sha256}", self._serve_file)]
+
+    async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+        sha256 = request.match_info["sha256"]
+        room = request.query.get("room", "")
+        sig = request.query.get("sig", "")
+        try:
+            exp = int(request.query.get("exp", ""))
+        except ValueError:
+            raise web.HTTPForbidden() from None
+        if not _SHA256.match(sha256) or exp < time.time():
+            raise web.HTTPForbidden()
+        if not hmac.compare_digest(sig, self._sign(sha256, room, exp)):
+            raise web.HTTPForbidden()
+        found = await self._db(lambda s: s.attachment(room, sha256))
+        path = self._file_path(sha256)
+        if found is None or not path.exists():
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            path, headers={"Content-Type": found["mime"], "Cache-Control": "private, no-store"}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -48,6 +49,11 @@ class ChatStore(ABC):
     def purge(self, room: str | None, before_ts: int, exclude: tuple[str, ...] = ()) -> int:
         """Delete messages older than before_ts (of one room, or of every room not in
         exclude); returns how many."""
+
+    def attachment(self, room: str, sha256: str) -> dict[str, Any] | None:
+        """The attachment (sha256, name, size, mime) of a message not deleted in the room with
+        this content address, or None."""
+        raise NotImplementedError
 
     @abstractmethod
     def close(self) -> None: ...
@@ -166,6 +172,19 @@ class SqliteChatStore(ChatStore):
                     (before_ts, *exclude),
                 )
             return cursor.rowcount
+
+    def attachment(self, room: str, sha256: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT extra FROM messages WHERE room = ? AND kind = 'message' AND deleted = 0"
+                " AND extra LIKE ? ORDER BY id LIMIT 20",
+                (room, f"%{sha256}%"),
+            ).fetchall()
+        for (extra,) in rows:
+            found = json.loads(extra).get("attachment")
+            if isinstance(found, dict) and found.get("sha256") == sha256:
+                return found
+        return None
 
     def close(self) -> None:
         with self._lock:

@@ -43,7 +43,11 @@ class Chat:
     """A server with the chat plugin and the clients of one test, all closed at exit."""
 
     def __init__(self, tmp_path: Path, **config: Any) -> None:
-        self.config = {"database": str(tmp_path / "chat.sqlite3"), **config}
+        self.config = {
+            "database": str(tmp_path / "chat.sqlite3"),
+            "attachments_dir": str(tmp_path / "files"),
+            **config,
+        }
         self.clients: list[Client] = []
         self._server: MediaServer | None = None
 
