@@ -78,7 +78,7 @@ async () => {
   const { Client } = await import('/client/mediasrv-client.js');
   const client = await Client.connect(location.origin, {token: 't', room: 'r', displayName: 'Cat'});
   window.client = client;
-  const body = new Uint8Array(300000);
+  const body = new Uint8Array(2000000);  // 2 MB
   for (let i = 0; i < body.length; i++) body[i] = (i * 7919) % 251;
   body.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const id = await client.chat.upload(new File([body], 'page.png'));
@@ -109,7 +109,7 @@ def test_a_chromium_page_uploads_an_attachment(tmp_path: Path) -> None:
                 assert result["code"] == "type_not_allowed" and result["after"] > result["id"]
                 await wait_for(lambda: ann.chat.last_id >= result["id"], 10, "the attachment")
                 message = next(m for m in ann.chat.history if m["id"] == result["id"])
-                expected = bytearray((i * 7919) % 251 for i in range(300000))
+                expected = bytearray((i * 7919) % 251 for i in range(2_000_000))
                 expected[:8] = b"\x89PNG\r\n\x1a\n"
                 assert message["attachment"]["name"] == "page.png"
                 assert message["attachment"]["mime"] == "image/png"
