@@ -48,7 +48,8 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
             def top_layer_flowing() -> bool:
                 for producer in room.router.producers.values():
                     top = producer.layers.get(2)
-                    if top is not None and top.keyframes and top.bytes > 40_000:
+                    # flowing: packets in; its keyframes are checked by the decoding below
+                    if top is not None and top.packets > 30 and top.bytes > 40_000:
                         return True
                 return False
 
@@ -57,7 +58,14 @@ def test_three_subscribers_decode_the_layer_they_ask_for_then_one_switches() -> 
                 await wait_for(top_layer_flowing, 10, "the 1280x720 layer from Chromium")
             except AssertionError:
                 limits = await publisher.eval(QUALITY_JS)
-                raise AssertionError(f"no top layer; Chrome's outbound layers: {limits}") from None
+                seen = {
+                    index: (s.ssrc, s.packets, s.bytes, s.keyframes)
+                    for p in room.router.producers.values()
+                    for index, s in p.layers.items()
+                }
+                raise AssertionError(
+                    f"no top layer; Chrome's outbound layers: {limits}; server layers: {seen}"
+                ) from None
             layers_after = time.monotonic() - published
             assert layers_after < 2.0, f"the top layer took {layers_after:.1f} s"
             print(f"top layer flowing {layers_after:.2f} s after publish")
