@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from mediasrv_strongauth.audit import MAX_LIMIT, utc_text
+from mediasrv_strongauth.audit import COLUMNS, MAX_LIMIT, utc_text
 
 if TYPE_CHECKING:
     from mediasrv_strongauth.plugin import StrongAuthPlugin
@@ -39,27 +39,8 @@ log = logging.getLogger("mediasrv.plugins.strongauth")
 PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_LIMIT = 100
 MAX_BODY = 16 * 1024
-SHOWN_COLUMNS = (
-    "id",
-    "time",
-    "decision",
-    "reason",
-    "room",
-    "peer",
-    "remote",
-    "iss",
-    "sub",
-    "acr",
-    "amr",
-    "auth_time",
-    "iat",
-    "nonce",
-    "sid",
-    "subject",
-    "ref",
-    "prev_hash",
-    "hash",
-)
+# every column but the encrypted proof (shown only when asked for by identity code)
+SHOWN_COLUMNS = tuple(column for column in COLUMNS if column != "proof")
 
 
 class BadQuery(Exception):
