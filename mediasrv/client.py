@@ -30,6 +30,7 @@ import json
 import logging
 import uuid
 from base64 import b64decode, b64encode
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -373,6 +374,7 @@ class Client(AsyncIOEventEmitter):
         self.room = ""
         self.url = ""  # the WebSocket URL connected to
         self.peers: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}  # how the others see this peer (displayName, attributes)
         self.producers: list[dict[str, Any]] = []
         self.closed = False
         self.send_pc.on("datachannel", self._on_datachannel)
@@ -389,9 +391,11 @@ class Client(AsyncIOEventEmitter):
         auto_subscribe: bool = True,
         request_timeout: float = 10.0,
         ice_servers: list[RTCIceServer] | None = None,
+        join_params: Mapping[str, Any] | None = None,
     ) -> Client:
         """Join a room. The server is ICE-lite with reachable candidates, so no STUN/TURN
-        server is used unless ice_servers names one (aiortc's default would ask Google's)."""
+        server is used unless ice_servers names one (aiortc's default would ask Google's).
+        ``join_params`` adds plugins' join parameters (e.g. ``{"onBehalfOf": {...}}``)."""
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(
@@ -415,6 +419,7 @@ class Client(AsyncIOEventEmitter):
             result = await client.request(
                 "join",
                 {
+                    **(join_params or {}),
                     "token": token,
                     "room": room,
                     "displayName": display_name,
@@ -423,6 +428,7 @@ class Client(AsyncIOEventEmitter):
                 },
             )
             client.peer_id = result["peerId"]
+            client.info = result.get("self", {})
             client.room = result["room"]
             client.peers = result["peers"]
             await client._negotiate_send()
@@ -512,10 +518,14 @@ class Client(AsyncIOEventEmitter):
     ) -> list[dict[str, Any]]:
         """Send tracks; returns the producers the server created for this peer.
 
-        video_codec (e.g. ``"video/H264"``) makes the video tracks offer only that codec.
+        video_codec (e.g. ``"video/H264"``) makes the video tracks offer only that codec. When
+        the server refuses (e.g. a plugin's ``authorize_publish``), the tracks are taken back
+        (their m-lines stay inactive) and the error is raised: later publishes still work.
         """
+        added = []
         for track in tracks:
             sender = self.send_pc.addTrack(track)
+            added.append(sender)
             if video_codec and track.kind == "video":
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
                 chosen = [c for c in capabilities if c.mimeType.lower() == video_codec.lower()]
@@ -525,7 +535,15 @@ class Client(AsyncIOEventEmitter):
                 for transceiver in self.send_pc.getTransceivers():
                     if transceiver.sender is sender:
                         transceiver.setCodecPreferences(chosen + rtx)
-        result = await self._negotiate_send()
+        try:
+            result = await self._negotiate_send()
+        except SignalingError:
+            # aiortc has no rollback: the next offer carries these m-lines as inactive
+            for transceiver in self.send_pc.getTransceivers():
+                if transceiver.sender in added:
+                    transceiver.direction = "inactive"
+                    transceiver.sender.replaceTrack(None)
+            raise
         return list(result["producers"])
 
     async def unpublish(self, track: MediaStreamTrack) -> None:

@@ -64,6 +64,7 @@ class Peer(Emitter):
         auto_subscribe: bool = True,
         receive_codecs: list[str] | None = None,
         app_data: dict[str, Any] | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.id = uuid.uuid4().hex[:16]
@@ -76,6 +77,8 @@ class Peer(Emitter):
         self.notify = notify
         self.auto_subscribe = auto_subscribe
         self.app_data = dict(app_data or {})
+        # facts plugins show to the other peers (e.g. "onBehalfOf"); JSON-serializable
+        self.attributes = dict(attributes or {})
         self.identity: Identity | None = None  # set by an authenticate plugin hook
         self.send_transport: WebRtcTransport = room.router.create_webrtc_transport()
         self.send_transport.on("unknownssrc", self._claim_ssrc)
@@ -405,6 +408,7 @@ class Peer(Emitter):
         return {
             "id": self.id,
             "displayName": self.display_name,
+            "attributes": self.attributes,
             "producers": [self._producer_info(p) for p in self.producers.values()],
         }
 

@@ -58,6 +58,9 @@ class Identity:
     method: str = ""  # how the person was identified (e.g. the acr of an OIDC token)
     claims: dict[str, Any] = field(default_factory=dict)  # safe-to-log extra facts
     plugin: str = ""  # the plugin that established it
+    # personal data other plugins may need for their decisions (e.g. "identity_code",
+    # "birthdate"): never logged, never sent to clients, never in repr()
+    private: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -72,6 +75,11 @@ class JoinRequest:
     headers: Mapping[str, str]
     session_id: str = ""  # the signaling connection (several joins may come over one)
     identity: Identity | None = None  # set by the first authenticate hook that returns one
+    # authorize_join hooks may fill these in for the peer about to join:
+    # facts shown to the other peers with the peer (Peer.attributes, JSON-serializable)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # server-side facts kept on the peer (Peer.app_data), never sent to clients
+    app_data: dict[str, Any] = field(default_factory=dict)
 
 
 class Plugin:

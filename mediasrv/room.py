@@ -46,6 +46,7 @@ class Room(Emitter):
         receive_codecs: list[str] | None = None,
         identity: Identity | None = None,
         app_data: dict[str, Any] | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> Peer:
         if self.closed:
             raise RuntimeError("the room is closed")
@@ -59,6 +60,7 @@ class Room(Emitter):
             auto_subscribe=auto_subscribe,
             receive_codecs=receive_codecs,
             app_data=app_data,
+            attributes=attributes,
         )
         peer.identity = identity  # before anyone hears of the peer
         others = list(self.peers.values())

@@ -256,16 +256,21 @@ class SignalingSession:
         else:
             raise ProtocolError("room_closed", f"room {room_id!r} keeps closing; try again")
         identity = request.identity
+        name = request.display_name  # an authorize_join hook may have changed it
         if not name and identity is not None:
-            name = identity.display_name[:MAX_DISPLAY_NAME]
+            name = identity.display_name
+        app_data = dict(request.app_data)
+        if identity is not None:
+            app_data["identity"] = identity
         try:
             peer = room.join(
-                name,
+                name[:MAX_DISPLAY_NAME],
                 self.notify,
                 auto_subscribe=auto,
                 receive_codecs=codecs,
                 identity=identity,
-                app_data={"identity": identity} if identity is not None else None,
+                app_data=app_data,
+                attributes=request.attributes,
             )
         except RoomFull as exc:
             raise ProtocolError("room_full", str(exc)) from None
@@ -274,6 +279,7 @@ class SignalingSession:
         return {
             "peerId": peer.id,
             "room": room.id,
+            "self": peer.info(),
             "peers": [p.info() for p in room.peers.values() if p is not peer],
         }
 

@@ -231,6 +231,8 @@ class Emitter {
  * @property {boolean} [autoSubscribe=true] receive every producer of the room, now and later
  * @property {string[]} [codecs] the mime types this client decodes; default: `receiverCodecs()`
  * @property {number} [requestTimeout=10000] ms per request; also bounds connecting
+ * @property {Object} [joinParams] plugins' join parameters, sent with the join (e.g.
+ *   `{onBehalfOf: {principal: '...'}}` for the proxy plugin)
  * @property {RTCConfiguration} [rtcConfiguration] configuration of both peer connections. The
  *   server is ICE-lite with reachable candidates, so no STUN/TURN server is needed or set by
  *   default; pass `{iceServers: [...]}` to use one
@@ -306,8 +308,10 @@ export class Client extends Emitter {
     this.peerId = '';
     /** @type {string} */
     this.room = '';
-    /** @type {Array<{id: string, displayName: string, producers: ProducerInfo[]}>} the other peers */
+    /** @type {Array<{id: string, displayName: string, attributes: Object, producers: ProducerInfo[]}>} the other peers */
     this.peers = [];
+    /** @type {{id: string, displayName: string, attributes: Object}|null} this peer, as the others see it */
+    this.self = null;
     /** @type {ProducerInfo[]} this client's producers, as of the last publish answer */
     this.producers = [];
     /** @type {boolean} */
@@ -331,9 +335,10 @@ export class Client extends Emitter {
     const client = new Client(ws, options);
     try {
       const result = await client.request('join', {
-        token, room, displayName, autoSubscribe, codecs,
+        ...(options?.joinParams || {}), token, room, displayName, autoSubscribe, codecs,
       });
       client.peerId = result.peerId;
+      client.self = result.self;
       client.room = result.room;
       client.peers = result.peers;
       await client._negotiateSend();
@@ -478,7 +483,16 @@ export class Client extends Emitter {
     return this._enqueue(async () => {
       const offer = await this.sendPc.createOffer();
       await this.sendPc.setLocalDescription(offer);
-      const result = await this.request('publish', { sdp: this.sendPc.localDescription.sdp });
+      let result;
+      try {
+        result = await this.request('publish', { sdp: this.sendPc.localDescription.sdp });
+      } catch (error) {
+        // refused (e.g. by a plugin): back to the last agreed state
+        if (this.sendPc.signalingState === 'have-local-offer') {
+          await this.sendPc.setLocalDescription({ type: 'rollback' });
+        }
+        throw error;
+      }
       await this.sendPc.setRemoteDescription({ type: 'answer', sdp: result.sdp });
       this.producers = result.producers;
       return result;
@@ -491,7 +505,9 @@ export class Client extends Emitter {
    * @param {{simulcast?: boolean}} [options] simulcast: send video as three layers with rids
    *   q/h/f (scaleResolutionDownBy 4/2/1); off by default
    * @returns {Promise<ProducerInfo[]>} this client's producers after the negotiation (tracks whose
-   *   offer carries no SSRC appear once their first packet arrives; see `pending` in the protocol)
+   *   offer carries no SSRC appear once their first packet arrives; see `pending` in the protocol).
+   *   A refusal (e.g. a plugin's `authorize_publish`) rejects with its code and takes the tracks
+   *   back; later publishes still work.
    */
   async publish(stream, options = {}) {
     if (this.closed) throw codedError('closed', 'the client is closed');
@@ -499,6 +515,8 @@ export class Client extends Emitter {
     let media;
     if (typeof MediaStream !== 'undefined' && stream instanceof MediaStream) media = stream;
     else media = new MediaStream(Array.isArray(stream) ? stream : [stream]);
+    /** @type {RTCRtpTransceiver[]} */
+    const added = [];
     for (const track of media.getTracks()) {
       /** @type {RTCRtpTransceiverInit} */
       const init = { direction: 'sendonly', streams: [media] };
@@ -509,10 +527,20 @@ export class Client extends Emitter {
           { rid: 'f', scaleResolutionDownBy: 1 },
         ];
       }
-      this.sendPc.addTransceiver(track, init);
+      added.push(this.sendPc.addTransceiver(track, init));
     }
-    const result = await this._negotiateSend();
-    return result.producers.slice();
+    try {
+      const result = await this._negotiateSend();
+      return result.producers.slice();
+    } catch (error) {
+      // a refused publish takes its tracks back (their m-lines go inactive in the next
+      // offer), so later publishes still work
+      for (const transceiver of added) {
+        transceiver.direction = 'inactive';
+        await transceiver.sender.replaceTrack(null);
+      }
+      throw error;
+    }
   }
 
   /**
