@@ -3,7 +3,8 @@
 ``GET audit?subject=&since=&until=&room=&after=&limit=``
     Records in id order, at most ``limit`` (default 100, at most 1000); ``next_after`` is the
     ``after`` of the next page (null at the end). ``subject`` is a pseudonymous subject (32 hex
-    characters) or a national identity code, which is hashed with the subject salt first.
+    characters) or a national identity code, which is hashed with the subject salt first;
+    ``principal`` (the same forms) selects the records of people acting on that person's behalf.
     ``since`` (inclusive) and ``until`` (exclusive) are ISO 8601 times (UTC when no offset is
     given) or Unix seconds.
 ``POST audit`` with the same fields in a JSON object
@@ -130,6 +131,12 @@ def admin_routes(plugin: StrongAuthPlugin) -> list[web.RouteDef]:
             raw_subject = _string("subject", fields.get("subject"))
             by_code = raw_subject is not None and not PSEUDONYM.match(raw_subject)
             subject = plugin.subject_of(raw_subject) if by_code and raw_subject else raw_subject
+            raw_principal = _string("principal", fields.get("principal"))
+            principal = (
+                plugin.subject_of(raw_principal)
+                if raw_principal and not PSEUDONYM.match(raw_principal)
+                else raw_principal
+            )
             proof = fields.get("proof") in (True, "1", "true")
             if proof and not by_code:
                 raise BadQuery("proof: only with a subject given as a national identity code")
@@ -144,6 +151,7 @@ def admin_routes(plugin: StrongAuthPlugin) -> list[web.RouteDef]:
         rows = await asyncio.to_thread(
             audit.query,
             subject=subject,
+            principal=principal,
             since=since,
             until=until,
             room=room,
@@ -154,13 +162,16 @@ def admin_routes(plugin: StrongAuthPlugin) -> list[web.RouteDef]:
         for row in rows:
             record = {c: row[c] for c in SHOWN_COLUMNS}
             record["amr"] = json.loads(row["amr"]) if row["amr"] else None
+            record["detail"] = json.loads(row["detail"]) if row["detail"] else None
             if proof:
                 record["proof"] = _open_proof(plugin, row["proof"])
             records.append(record)
         log.info(
-            "strongauth: audit query from %s: subject=%s since=%s until=%s room=%r -> %d%s",
+            "strongauth: audit query from %s: subject=%s principal=%s since=%s until=%s "
+            "room=%r -> %d%s",
             request.remote,
             subject,
+            principal,
             since,
             until,
             room,

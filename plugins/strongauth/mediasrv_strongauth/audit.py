@@ -1,10 +1,15 @@
 """The identification audit trail: an append-only, hash-chained SQLite table.
 
 Every identification attempt (accepted or refused) and every join and leave of an identified
-peer appends one record. Each record carries ``prev_hash`` (the ``hash`` of the record before
-it; 64 zeros for the first) and ``hash`` = SHA-256 of the canonical JSON (sorted keys, no spaces,
-UTF-8) of all its columns except ``hash`` — ``prev_hash`` included — so that changing, removing
-or inserting a record breaks the chain at that record or the next one
+peer appends one record; other plugins append theirs through
+:meth:`~mediasrv_strongauth.plugin.StrongAuthPlugin.record` (the proxy plugin: every decision on
+acting on behalf of someone, with ``principal``, ``basis`` and the reasons in ``detail``).
+
+Each record carries ``prev_hash`` (the ``hash`` of the record before it; 64 zeros for the
+first) and ``hash`` = SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8) of all its
+columns except ``hash`` — ``prev_hash`` included; the schema 2 columns ``principal``, ``basis``
+and ``detail`` only when set — so that changing, removing or inserting a record breaks the chain
+at that record or the next one
 (:meth:`AuditLog.verify_chain`).
 Removing the *last* records cannot be seen from the file alone: keep the head (``head()``,
 ``GET audit/verify``) somewhere else now and then to anchor it.
@@ -43,14 +48,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 GENESIS = "0" * 64
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MAX_LIMIT = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,          -- UTC, 2025-01-31T12:00:00.000000Z (sorts as text)
-    decision TEXT NOT NULL,      -- accepted | refused | joined | left
+    decision TEXT NOT NULL,      -- accepted | refused | joined | left | (other plugins') proxy_*
     reason TEXT NOT NULL,        -- the refusal code; '' otherwise
     room TEXT NOT NULL,
     peer TEXT,                   -- the local peer id (joined/left)
@@ -62,6 +67,9 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT,                -- pseudonymous subject (HMAC of the national identity code)
     ref INTEGER,                 -- joined/left: the accepted identification record
     proof TEXT,                  -- the token, encrypted (ProofCipher)
+    principal TEXT,              -- v2: acting on behalf of this pseudonymous subject
+    basis TEXT,                  -- v2: on what basis (GUARDIAN_OF_MINOR, MANDATE, ...)
+    detail TEXT,                 -- v2: canonical JSON object (reasons, issue, grant, ...)
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
@@ -100,9 +108,15 @@ COLUMNS = (
     "subject",
     "ref",
     "proof",
+    "principal",
+    "basis",
+    "detail",
     "prev_hash",
     "hash",
 )
+# columns added in schema 2: left out of a record's hash when empty, so that the records
+# written before them keep their hashes
+V2_COLUMNS = ("principal", "basis", "detail")
 
 
 def utc_text(when: float) -> str:
@@ -116,7 +130,7 @@ def canonical_json(value: Any) -> str:
 
 def record_hash(row: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of a record's columns (``hash`` left out)."""
-    fields = {k: v for k, v in row.items() if k != "hash"}
+    fields = {k: v for k, v in row.items() if k != "hash" and not (k in V2_COLUMNS and v is None)}
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
@@ -165,6 +179,9 @@ class AuditEntry:
     subject: str | None = None
     ref: int | None = None
     proof: str | None = None  # plaintext here; sealed when written
+    principal: str | None = None  # the pseudonymous subject acted for
+    basis: str | None = None
+    detail: dict[str, Any] | None = None  # stored as canonical JSON
 
 
 @dataclass(frozen=True)
@@ -189,9 +206,18 @@ class AuditLog:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
         )
+
+    def _migrate(self) -> None:
+        """Schema 1 → 2: the on-behalf columns (records already written keep their hashes)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(audit)")}
+        for column in V2_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS audit_principal ON audit (principal, time)")
 
     @property
     def journal_mode(self) -> str:
@@ -255,6 +281,7 @@ class AuditLog:
         fields = asdict(entry)
         fields["amr"] = canonical_json(entry.amr) if entry.amr is not None else None
         fields["proof"] = self.cipher.seal(entry.proof) if entry.proof else None
+        fields["detail"] = canonical_json(entry.detail) if entry.detail is not None else None
         row: dict[str, Any] = {
             "id": last[0] + 1 if last else 1,
             "time": utc_text(now),
@@ -281,6 +308,7 @@ class AuditLog:
         self,
         *,
         subject: str | None = None,
+        principal: str | None = None,
         since: str | None = None,
         until: str | None = None,
         room: str | None = None,
@@ -293,6 +321,7 @@ class AuditLog:
         args: list[Any] = [after]
         for column, op, value in (
             ("subject", "=", subject),
+            ("principal", "=", principal),
             ("time", ">=", since),
             ("time", "<", until),
             ("room", "=", room),

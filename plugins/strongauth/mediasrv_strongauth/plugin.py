@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from mediasrv.plugin import (
 )
 from mediasrv_strongauth import loa
 from mediasrv_strongauth.audit import AuditEntry, AuditLog, NonceClaim, ProofCipher
+from mediasrv_strongauth.identity_code import birthdate_of
 from mediasrv_strongauth.jwks import MIN_RSA_BITS, JwksCache
 from mediasrv_strongauth.tokens import MAX_TOKEN, Refused, TokenVerifier, VerifiedToken, shown
 
@@ -62,6 +64,7 @@ SUBJECT_HEX = 32  # characters of the HMAC kept as the pseudonymous subject (128
 EIDAS_PERSON_ID = "http://eidas.europa.eu/attributes/naturalperson/PersonIdentifier"
 GIVEN_NAME_CLAIMS = ("urn:oid:1.2.246.575.1.14", "urn:oid:2.5.4.42", "given_name")
 FAMILY_NAME_CLAIMS = ("urn:oid:2.5.4.4", "family_name")
+BIRTHDATE_CLAIMS = ("urn:oid:1.3.6.1.5.5.7.9.1", "birthdate")
 MAX_DISPLAY_NAME = 128
 MAX_IDENTITY_CODE = 256
 
@@ -118,6 +121,19 @@ def _int_or_none(value: object) -> int | None:
 
 def _str_or_none(value: object) -> str | None:
     return value[:512] if isinstance(value, str) else None
+
+
+def _birthdate(claims: Mapping[str, Any], identity_code: str) -> str | None:
+    """The person's birth date (ISO), from the date-of-birth claim or the identity code."""
+    for name in BIRTHDATE_CLAIMS:
+        value = claims.get(name)
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value[:10]).isoformat()
+            except ValueError:
+                continue
+    born = birthdate_of(identity_code)
+    return born.isoformat() if born is not None else None
 
 
 class StrongAuthPlugin(Plugin):
@@ -377,6 +393,10 @@ class StrongAuthPlugin(Plugin):
             request.remote,
             record_id,
         )
+        return self._identity(claims, identity_code, record_id)
+
+    def _identity(self, claims: Mapping[str, Any], identity_code: str, record_id: int) -> Identity:
+        subject = pseudonymous_subject(self.config["subject_salt"], identity_code)
         given = _first_string(claims, GIVEN_NAME_CLAIMS)
         family = _first_string(claims, FAMILY_NAME_CLAIMS)
         display = " ".join(n for n in (given, family) if n) or _first_string(claims, ("name",))
@@ -393,15 +413,26 @@ class StrongAuthPlugin(Plugin):
                 "auth_time": _int_or_none(claims.get("auth_time")),
                 "audit_record": record_id,
             },
+            private={
+                "identity_code": identity_code,
+                "birthdate": _birthdate(claims, identity_code),
+            },
         )
 
-    async def _audit_refusal(self, request: JoinRequest, refused: Refused) -> None:
+    async def _audit_refusal(
+        self, request: JoinRequest, refused: Refused, purpose: str | None = None
+    ) -> None:
         self._count(refused.code)
         proof = refused.proof or (
             request.token[:MAX_TOKEN] if isinstance(request.token, str) else ""
         )
         entry = self._entry(
-            request, refused.claims, decision="refused", reason=refused.code, proof=proof
+            request,
+            refused.claims,
+            decision="refused",
+            reason=refused.code,
+            proof=proof,
+            detail={"purpose": purpose} if purpose else None,
         )
         log.info(
             "strongauth: refused %s from %s for room %r%s",
@@ -428,10 +459,19 @@ class StrongAuthPlugin(Plugin):
         if not isinstance(record, int):
             return None
         c = identity.claims
+        on_behalf = peer.app_data.get("on_behalf")
+        acting = on_behalf if isinstance(on_behalf, dict) else {}
         return AuditEntry(
             decision=decision,
             room=room.id,
             peer=peer.id,
+            principal=_str_or_none(acting.get("principal")),
+            basis=_str_or_none(acting.get("basis")),
+            detail=(
+                {"grant": acting.get("grant"), "decision_record": acting.get("record")}
+                if acting
+                else None
+            ),
             iss=_str_or_none(c.get("iss")),
             sub=_str_or_none(c.get("sub")),
             acr=_str_or_none(c.get("acr")),
@@ -462,6 +502,52 @@ class StrongAuthPlugin(Plugin):
         task = asyncio.get_running_loop().create_task(write())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    # ---- for other plugins ----
+
+    async def record(self, entry: AuditEntry) -> int:
+        """Append a record to the audit trail (fsynced when this returns); its id. Raises
+        when the trail cannot take it: a caller that must not act unaudited refuses then."""
+        if self.audit is None:
+            raise RuntimeError("strongauth is not set up (the server has not started)")
+        record_id, _ = await self.audit_call(self.audit.append, entry, now=self.clock())
+        return record_id
+
+    async def verify_person(self, token: object, remote: str, purpose: str) -> Identity:
+        """Identify a person by an ID token for something other than a join (e.g. listing
+        whom they may act for), without using up the token's nonce: the same token can join
+        afterwards. Audited as ``verified`` (or ``refused``) with ``detail.purpose``; raises
+        :class:`Refused` like a join would."""
+        request = JoinRequest(
+            token=token if isinstance(token, str) else "",
+            room="",
+            display_name="",
+            params={},
+            remote=remote,
+            headers={},
+        )
+        try:
+            verified = await self.verifier.verify(token)
+            identity_code = self._check_person(verified)
+        except Refused as refused:
+            await self._audit_refusal(request, refused, purpose)
+            raise
+        except Exception as exc:
+            log.error("strongauth: identification failed: %s", type(exc).__name__)
+            failure = Refused("internal_error", "the identification could not be completed")
+            await self._audit_refusal(request, failure, purpose)
+            raise failure from None
+        claims = verified.claims
+        entry = self._entry(request, claims, decision="verified", detail={"purpose": purpose})
+        try:
+            record_id = await self.record(entry)
+        except Exception as exc:
+            log.error("strongauth: the audit trail refused a record: %s", type(exc).__name__)
+            raise Denied(
+                "audit_unavailable",
+                "the identification could not be recorded in the audit trail; try again later",
+            ) from None
+        return self._identity(claims, identity_code, record_id)
 
     async def flush(self) -> None:
         """Wait for the join/leave records being written."""

@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,14 +25,14 @@ from typing import Any
 import aiohttp
 import pytest
 import uvloop
-from aiohttp import web
-from joserfc import jwe, jwt
+from joserfc import jwe
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import ECKey, Key, RSAKey
+from joserfc.jwk import ECKey, RSAKey
 from mediasrv_strongauth import loa
 from mediasrv_strongauth.audit import AuditEntry, AuditLog, ProofCipher
 from mediasrv_strongauth.jwks import key_fits, parse_jwks
 from mediasrv_strongauth.plugin import StrongAuthPlugin
+from mediasrv_strongauth.testing import LocalIssuer
 
 from mediasrv.config import PluginSpec, ServerConfig
 from mediasrv.media_server import MediaServer
@@ -64,88 +63,16 @@ def expected_subject(code: str = HETU) -> str:
 # ---- the local OpenID Connect issuer ----
 
 
-class Issuer:
-    """An identity broker: signing keys, a JWKS endpoint, ID tokens."""
+class Issuer(LocalIssuer):
+    """The broker of these tests: the development issuer with this file's audience."""
 
     def __init__(self) -> None:
-        self.rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
-        self.ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1", "use": "sig"})
-        self.published: list[Key] = [self.rsa, self.ec]
-        self.jwks_requests = 0
-        self.jwks_status = 200
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/jwks", self._jwks)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _jwks(self, request: web.Request) -> web.Response:
-        self.jwks_requests += 1
-        if self.jwks_status != 200:
-            return web.Response(status=self.jwks_status, text="broker down")
-        return web.json_response({"keys": [k.as_dict(private=False) for k in self.published]})
-
-    @property
-    def jwks_uri(self) -> str:
-        return self.url + "/jwks"
-
-    @property
-    def issuer(self) -> str:
-        return self.url  # the broker's iss
+        super().__init__(audience=AUDIENCE)
 
     def claims(self, **changes: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "aud": AUDIENCE,
-            "sub": "broker-pairwise-7f3a",
-            "exp": now + 600,
-            "iat": now,
-            "auth_time": now - 5,
-            "nonce": uuid.uuid4().hex,
-            "sid": "broker-session-1",
-            "acr": loa.FTN_LOA2,
-            "amr": ["nordea"],
-            HETU_CLAIM: HETU,
-            "urn:oid:1.2.246.575.1.14": "Tero",
-            "urn:oid:2.5.4.4": "Testi",
-        }
-        for name, value in changes.items():
-            name = name.replace("__", ":").replace("_dot_", ".")
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        return claims
-
-    def token(
-        self,
-        claims: dict[str, Any] | None = None,
-        *,
-        key: Key | None = None,
-        alg: str = "RS256",
-        kid: str | None = None,
-    ) -> str:
-        key = key if key is not None else self.rsa
-        header = {"alg": alg, "kid": kid if kid is not None else key.kid}
-        return jwt.encode(header, claims or self.claims(), key, algorithms=[alg])
-
-    def rotate(self) -> RSAKey:
-        """A new signing key with a new kid; the old one is withdrawn."""
-        self.rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-2", "use": "sig"})
-        self.published = [self.rsa, self.ec]
-        return self.rsa
+        return super().claims(
+            **{"sub": "broker-pairwise-7f3a", "sid": "broker-session-1", **changes}
+        )
 
 
 def encrypt(signed: str, to: RSAKey, alg: str = "RSA-OAEP", enc: str = "A256GCM") -> str:
@@ -840,6 +767,61 @@ def test_recomputed_hashes_and_removed_records_break_the_chain(tmp_path: Path) -
     assert fresh.verify_chain() == 3
     log.close()
     fresh.close()
+
+
+def test_a_schema_1_trail_is_migrated_and_its_chain_still_holds(tmp_path: Path) -> None:
+    """A trail written before the on-behalf columns existed: opened by this version, the old
+    records keep their hashes, new records carry principal, basis and detail, and the whole
+    chain verifies; a changed detail breaks it like any other column."""
+    from mediasrv_strongauth.audit import GENESIS, SCHEMA, record_hash, utc_text
+
+    path = tmp_path / "v1.sqlite3"
+    v1_schema = "\n".join(
+        line
+        for line in SCHEMA.splitlines()
+        if not line.lstrip().startswith(("principal TEXT", "basis TEXT", "detail TEXT"))
+    )
+    db = sqlite3.connect(path)
+    db.executescript(v1_schema.replace("audit_principal", "unused"))
+    columns = [c[1] for c in db.execute("PRAGMA table_info(audit)")]
+    assert "principal" not in columns
+    previous = GENESIS
+    for n in (1, 2):
+        row: dict[str, Any] = {c: None for c in columns}
+        row.update(
+            id=n, time=utc_text(time.time()), decision="accepted", reason="", room=f"r{n}",
+            remote="127.0.0.1", prev_hash=previous,
+        )  # fmt: skip
+        del row["hash"]
+        row["hash"] = record_hash(row)
+        previous = row["hash"]
+        db.execute(
+            f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+    db.commit()
+    db.close()
+    log = AuditLog(str(path), ProofCipher(SALT))
+    assert log.verify_chain() is None
+    record_id, _ = log.append(
+        AuditEntry(
+            decision="proxy_allowed",
+            principal="p" * 32,
+            basis="GUARDIAN_OF_MINOR",
+            detail={"reasons": [], "result": "ALLOWED"},
+        ),
+        now=time.time(),
+    )
+    assert record_id == 3 and log.verify_chain() is None
+    assert [r["principal"] for r in log.query(principal="p" * 32)] == ["p" * 32]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    db.execute("DROP TRIGGER audit_no_update")
+    db.execute("UPDATE audit SET detail = ? WHERE id = 3", ('{"result":"DISALLOWED"}',))
+    db.commit()
+    db.close()
+    assert log.verify_chain() == 3
+    log.close()
 
 
 def test_acknowledged_records_survive_a_killed_process(tmp_path: Path) -> None:
