@@ -38,7 +38,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_TYPES = ["image/jpeg", "image/png", "image/gif", "application/pdf"]
 T = TypeVar("T")
 
-Policy = Callable[[Any, str, str], None]  # (peer, "post" | "read", room_id); raises Denied
+# (peer, action, room_id); raises Denied. Actions: "post", "read", and for attachments
+# "upload" (after "post") and "download" (after "read"; a download or a file URL)
+Policy = Callable[[Any, str, str], None]
 Moderator = Callable[[Any, str], "str | None"]  # (peer, text) -> text, or None to drop
 
 
@@ -198,8 +200,9 @@ class ChatPlugin(Plugin):
     # ---- the Python API for embedders and other plugins ----
 
     def add_policy(self, policy: Policy) -> None:
-        """``policy(peer, action, room_id)`` with action "post" or "read"; raise Denied to
-        refuse."""
+        """``policy(peer, action, room_id)`` with action "post" or "read" (messages), "upload"
+        or "download" (attachments: asked after "post" and "read" allowed); raise Denied to
+        refuse. A policy should let actions it does not know pass."""
         self._policies.append(policy)
 
     def add_moderator(self, moderator: Moderator) -> None:
@@ -603,6 +606,10 @@ class ChatPlugin(Plugin):
             return
         if not self._may_post(member, client_id):
             return
+        denied = self._check(member.peer, "upload", member.peer.room.id)
+        if denied is not None:
+            self._error(member, "upload_denied", denied.message, client_id)
+            return
         path = self._files / "partial" / f"{key}.part"
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         offset = 0
@@ -707,6 +714,10 @@ class ChatPlugin(Plugin):
         denied = self._check(member.peer, "read", room_id)
         if denied is not None:
             self._error(member, "read_denied", denied.message, client_id)
+            return None
+        denied = self._check(member.peer, "download", room_id)
+        if denied is not None:
+            self._error(member, "download_denied", denied.message, client_id)
             return None
         found = await self._db(lambda s: s.attachment(room_id, sha256))
         if found is None or not self._file_path(sha256).exists():
