@@ -42,7 +42,7 @@ $(LIBSRTP): cext/build_libsrtp.sh
 
 libsrtp: $(LIBSRTP)
 
-$(VENV)/.stamp-install: setup.py pyproject.toml plugins/strongauth/pyproject.toml plugins/chat/pyproject.toml $(LIBSRTP)
+$(VENV)/.stamp-install: setup.py pyproject.toml plugins/strongauth/pyproject.toml plugins/chat/pyproject.toml plugins/proxy/pyproject.toml $(LIBSRTP)
 	$(MAKE) sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -50,6 +50,7 @@ $(VENV)/.stamp-install: setup.py pyproject.toml plugins/strongauth/pyproject.tom
 	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
 	$(PY) -m pip install -q --no-build-isolation -e plugins/strongauth
 	$(PY) -m pip install -q --no-build-isolation -e plugins/chat
+	$(PY) -m pip install -q --no-build-isolation -e plugins/proxy
 	touch $@
 
 install: $(VENV)/.stamp-install

@@ -1,0 +1,1 @@
+"""mediasrv plugin: acting on behalf of another person (guardianship and mandates)."""
