@@ -156,6 +156,24 @@ class Plugin:
         return f"mediasrv_plugin_{self.name}_"
 
 
+# common checks for Setting(check=...)
+
+
+def non_empty(value: object) -> bool:
+    """A string with something in it."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def long_secret(value: object) -> bool:
+    """A secret of at least 16 characters."""
+    return isinstance(value, str) and len(value) >= 16
+
+
+def string_list(value: object) -> bool:
+    """A list of non-empty strings."""
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
 def validate_config(plugin: type[Plugin], config: Mapping[str, Any]) -> dict[str, Any]:
     """The plugin's configuration with defaults filled in, or PluginConfigError naming the key."""
     schema = plugin.config_schema

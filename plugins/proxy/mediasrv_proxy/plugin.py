@@ -39,6 +39,9 @@ from mediasrv.plugin import (
     Plugin,
     PluginConfigError,
     Setting,
+    long_secret,
+    non_empty,
+    string_list,
     validate_config,
 )
 from mediasrv_proxy.basis import Basis, Permission, parse_permissions
@@ -68,18 +71,6 @@ PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
 MAX_ISSUE = 100
 MAX_REF = 64
 WHAT = {Permission.SPEAK: "speak", Permission.VIDEO: "send video"}
-
-
-def _non_empty(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _long_secret(value: object) -> bool:
-    return isinstance(value, str) and len(value) >= 16
-
-
-def _strings(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
 def _zone(value: object) -> bool:
@@ -117,13 +108,13 @@ class ProxyPlugin(Plugin):
     namespace = "proxy"
     config_schema = {
         "database": Setting(
-            str, default="proxy-grants.sqlite3", check=_non_empty, help="SQLite file of grants"
+            str, default="proxy-grants.sqlite3", check=non_empty, help="SQLite file of grants"
         ),
         "admin_token": Setting(
             str,
             required=True,
             secret=True,
-            check=_long_secret,
+            check=long_secret,
             help="bearer token of the grant admin API (16+ characters)",
         ),
         "permissions": Setting(
@@ -145,7 +136,7 @@ class ProxyPlugin(Plugin):
         "professional_roles": Setting(
             list,
             default=["professional"],
-            check=_strings,
+            check=string_list,
             help="identity roles that may record a minor's assessment",
         ),
         "assessment_hours": Setting(

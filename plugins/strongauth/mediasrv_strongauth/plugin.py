@@ -38,6 +38,9 @@ from mediasrv.plugin import (
     Plugin,
     PluginConfigError,
     Setting,
+    long_secret,
+    non_empty,
+    string_list,
     validate_config,
 )
 from mediasrv_strongauth import loa
@@ -77,18 +80,6 @@ def _secure_uri(uri: object) -> bool:
     if parts.scheme == "https" and parts.hostname:
         return True
     return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
-
-
-def _non_empty(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _long_secret(value: object) -> bool:
-    return isinstance(value, str) and len(value) >= 16
-
-
-def _strings(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
 def pseudonymous_subject(salt: str, identity_code: str) -> str:
@@ -139,9 +130,9 @@ def _birthdate(claims: Mapping[str, Any], identity_code: str) -> str | None:
 class StrongAuthPlugin(Plugin):
     name = "strongauth"
     config_schema = {
-        "issuer": Setting(str, required=True, check=_non_empty, help="the broker's iss"),
+        "issuer": Setting(str, required=True, check=non_empty, help="the broker's iss"),
         "audience": Setting(
-            str, required=True, check=_non_empty, help="this service's client id (aud)"
+            str, required=True, check=non_empty, help="this service's client id (aud)"
         ),
         "jwks_uri": Setting(
             str,
@@ -159,26 +150,26 @@ class StrongAuthPlugin(Plugin):
             int, default=60, check=lambda n: 0 <= n <= 600, help="seconds, 0..600"
         ),
         "identity_claim": Setting(
-            str, default="urn:oid:1.2.246.21", check=_non_empty, help="national identity code"
+            str, default="urn:oid:1.2.246.21", check=non_empty, help="national identity code"
         ),
-        "role_claim": Setting(str, default="roles", check=_non_empty, help="claim with roles"),
+        "role_claim": Setting(str, default="roles", check=non_empty, help="claim with roles"),
         "professional_roles": Setting(
             list,
             default=["professional"],
-            check=_strings,
+            check=string_list,
             help="roles taken from role_claim (others are ignored); nobody with none: client",
         ),
         "decryption_key_file": Setting(
             str, default="", help="PEM RSA private key for JWE ID tokens ('' for none)"
         ),
         "audit_db": Setting(
-            str, default="strongauth-audit.sqlite3", check=_non_empty, help="SQLite file"
+            str, default="strongauth-audit.sqlite3", check=non_empty, help="SQLite file"
         ),
         "admin_token": Setting(
             str,
             required=True,
             secret=True,
-            check=_long_secret,
+            check=long_secret,
             help="bearer token of the audit API (16+ characters)",
         ),
         "jwks_cache_seconds": Setting(
@@ -188,7 +179,7 @@ class StrongAuthPlugin(Plugin):
             str,
             required=True,
             secret=True,
-            check=_long_secret,
+            check=long_secret,
             help="HMAC key of the pseudonymous subjects and of the proof encryption "
             "(16+ characters; changing it changes every subject)",
         ),
