@@ -76,7 +76,7 @@ def _extensions() -> list[Extension]:
     core = Extension(
         "mediasrv._core",
         sources=["cext/_core.pyx"],
-        include_dirs=["cext", *srtp["include_dirs"]],
+        include_dirs=["cext", "cext/includes", *srtp["include_dirs"]],
         library_dirs=srtp["library_dirs"],
         libraries=srtp["libraries"],
         extra_compile_args=["-O2", "-Wno-unused-function", *srtp["extra_compile_args"]],
@@ -132,6 +132,11 @@ setup(
             "ruff==0.17.6",
         ],
     },
-    entry_points={"console_scripts": ["mediasrv = mediasrv.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "mediasrv = mediasrv.cli:main",
+            "mediasrv-rec = mediasrv.recording.rec_cli:main",
+        ]
+    },
     zip_safe=False,
 )

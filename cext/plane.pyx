@@ -718,6 +718,8 @@ cdef class PlaneStream:
         cdef int out_len
         cdef RtpHeader oh
         cdef uint64_t stored_at
+        cdef uint64_t now_us = 0
+        cdef JournalSink journal
         # sequence tracking (RFC 3550 A.1: a large jump is believed only when the next packet
         # continues it; the first packet of the new run is held until then)
         if not self._started:
@@ -798,6 +800,12 @@ cdef class PlaneStream:
                 continue
             consumer.packets += 1
             consumer.bytes += out_len
+            journal = consumer.transport._journal
+            if journal is not None:
+                if now_us == 0:
+                    now_us = journal_now_us()
+                journal.append_c(JOURNAL_RTP, now_us, plane._out.data[slot], out_len)
+                continue
             plane._queue(slot, out_len, consumer.transport)
 
 
@@ -823,6 +831,8 @@ cdef class PlaneTransport:
     cdef readonly uint64_t unprotect_errors
     cdef readonly bint srtp
     cdef readonly bint closed
+    # a recording transport: its consumers' packets go to this journal, not to the network
+    cdef JournalSink _journal
     # unknown SSRCs recently reported to Python (each at most once a second)
     cdef uint32_t _unknown_ssrcs[8]
     cdef uint64_t _unknown_ms[8]
@@ -841,6 +851,17 @@ cdef class PlaneTransport:
     @property
     def streams(self) -> list:
         return list(self._streams)
+
+    def set_journal(self, JournalSink sink not None) -> None:
+        """Make this a recording transport: what its consumers forward is appended to the
+        journal sink (rewritten like a subscriber's copy, not protected, never sent)."""
+        if self.srtp:
+            raise ValueError("a recording transport is made with srtp=False")
+        self._journal = sink
+
+    @property
+    def journal(self):
+        return self._journal
 
     @property
     def ready(self) -> bool:
@@ -929,6 +950,8 @@ cdef class PlaneTransport:
         return True
 
     cdef inline bint _can_send(self) noexcept:
+        if self._journal is not None:
+            return not self.closed
         return not self.closed and self._key != 0 and (not self.srtp or self._outbound is not None)
 
     cdef inline int _protect(self, uint8_t* buf, int* length) noexcept:

@@ -1,6 +1,7 @@
 """Type stubs for the compiled data plane, ``mediasrv._core`` (sources in ``cext/``)."""
 
 import asyncio
+import builtins
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
@@ -680,6 +681,33 @@ class PlaneTransport:
     def redeliver(self, packet: bytes) -> bool:
         """Route an already unprotected RTP packet to its (new) stream."""
     def send_raw(self, data: bytes) -> bool: ...
+    def set_journal(self, sink: JournalSink) -> None:
+        """Make this a recording transport (made with srtp=False): its consumers' packets go
+        to the journal sink, not to the network."""
+    @property
+    def journal(self) -> JournalSink | None: ...
+    def close(self) -> None: ...
+
+def crc32c(data: builtins.bytes | bytearray | memoryview, value: int = 0) -> int:
+    """CRC-32C (Castagnoli) of data, continuing from value (the journals' checksum)."""
+
+class JournalSink:
+    """Journal records (docs/recording.md) collected by the data plane until Python takes
+    them; at most ``limit`` bytes wait (more is dropped and counted)."""
+
+    limit: int
+    records: int
+    bytes: int
+    dropped: int
+    closed: bool
+    def __init__(self, limit: int = ...) -> None: ...
+    def append(
+        self, record_type: int, payload: builtins.bytes, time_us: int | None = None
+    ) -> None: ...
+    def pending(self) -> int: ...
+    def write_to(self, fd: int) -> int:
+        """Write the records to a file descriptor (GIL released); the bytes written."""
+    def take(self) -> builtins.bytes: ...
     def close(self) -> None: ...
 
 class WorkerPlane:
