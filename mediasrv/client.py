@@ -375,6 +375,8 @@ class Client(AsyncIOEventEmitter):
         self.url = ""  # the WebSocket URL connected to
         self.peers: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}  # how the others see this peer (displayName, attributes)
+        # the room's recording while one runs (recordingState), else None
+        self.recording: dict[str, Any] | None = None
         self.producers: list[dict[str, Any]] = []
         self.closed = False
         self.send_pc.on("datachannel", self._on_datachannel)
@@ -429,6 +431,7 @@ class Client(AsyncIOEventEmitter):
             )
             client.peer_id = result["peerId"]
             client.info = result.get("self", {})
+            client.recording = result.get("recording")
             client.room = result["room"]
             client.peers = result["peers"]
             await client._negotiate_send()
@@ -491,6 +494,8 @@ class Client(AsyncIOEventEmitter):
         if method == "offer":
             spawn(self._answer_offer(params), "answer offer")
             return
+        if method == "recordingState":
+            self.recording = params if params.get("recording") else None
         if method == "consumerClosed":
             # the remote track ends: its recv() raises MediaStreamError, as when a peer leaves
             for _track, info in self.tracks:
@@ -599,6 +604,17 @@ class Client(AsyncIOEventEmitter):
 
     async def pause_consumer(self, consumer_id: str) -> None:
         await self.request("pauseConsumer", {"consumerId": consumer_id})
+
+    async def start_recording(self, producer_ids: list[str] | None = None) -> dict[str, Any]:
+        """Record the room (every producer, now and later) or these producers; plugins may
+        refuse (SignalingError, e.g. ``consent_missing``). Every peer hears ``recordingState``."""
+        params = {"producerIds": producer_ids} if producer_ids is not None else {}
+        result: dict[str, Any] = await self.request("startRecording", params)
+        return result
+
+    async def stop_recording(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("stopRecording", {})
+        return result
 
     async def resume_consumer(self, consumer_id: str) -> None:
         await self.request("resumeConsumer", {"consumerId": consumer_id})

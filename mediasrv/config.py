@@ -41,6 +41,37 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    """Where recordings go and how their journals are written (docs/recording.md)."""
+
+    directory: str = "recordings"
+    # how often journals are handed to the OS: a killed server loses at most this much
+    flush_interval: float = 0.5
+    # also fsync journals this often (from a thread): what survives a power loss; 0: never
+    fsync_interval: float = 1.0
+    # records of one journal waiting for a flush; past it records are dropped and counted
+    max_pending_bytes: int = 32 * 1024 * 1024
+    # a recording stops when a journal would grow past this (bytes; 0: no limit)
+    max_journal_bytes: int = 8 * 1024 * 1024 * 1024
+    # peers may start and stop recordings over signaling (authorize_recording hooks decide)
+    signaling: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.directory:
+            raise ValueError("recording.directory: must not be empty")
+        if not 0.05 <= self.flush_interval <= 1.0:
+            raise ValueError(
+                f"recording.flush_interval: {self.flush_interval} is outside 0.05..1.0 seconds"
+            )
+        if self.fsync_interval < 0:
+            raise ValueError("recording.fsync_interval: must be 0 (never) or more seconds")
+        if self.max_pending_bytes < 1 << 16:
+            raise ValueError("recording.max_pending_bytes: must be at least 65536")
+        if self.max_journal_bytes < 0:
+            raise ValueError("recording.max_journal_bytes: must be 0 (no limit) or more")
+
+
+@dataclass(frozen=True)
 class PluginSpec:
     """One enabled plugin: its entry point name and its configuration."""
 
@@ -55,6 +86,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     media: MediaConfig = field(default_factory=MediaConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    # bearer token of the admin API under /admin (None: the admin API is off)
+    admin_token: str | None = None
     # accepted signaling tokens; None: any token is accepted (development default, with a warning)
     tokens: frozenset[str] | None = None
     max_message_size: int = 256 * 1024  # WebSocket messages
@@ -67,6 +101,8 @@ class ServerConfig:
             raise ValueError(f"port: {self.port} is outside 0..65535")
         if not self.host:
             raise ValueError("host: must not be empty")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise ValueError("admin_token: at least 16 characters (or leave it out: no admin API)")
 
     @property
     def is_loopback(self) -> bool:

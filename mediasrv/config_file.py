@@ -4,9 +4,15 @@ host = "127.0.0.1"
 port = 8080
 tokens = ["a-long-random-token"]      # omit: any token (development only)
 
+admin_token = "another-long-random-token"  # omit: no admin API
+
 [media]
 rtc_port = 40000
 announced_ip = "203.0.113.7"
+
+[recording]
+directory = "/var/lib/mediasrv/recordings"
+flush_interval = 0.5                   # seconds: what a killed server can lose
 
 [[plugins]]                            # in the order their gates run
 name = "strongauth"
@@ -21,7 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from mediasrv.config import MediaConfig, PluginSpec, ServerConfig
+from mediasrv.config import MediaConfig, PluginSpec, RecordingConfig, ServerConfig
 
 
 class ConfigError(ValueError):
@@ -71,6 +77,9 @@ def load_config(path: str | Path) -> ServerConfig:
 def config_from_dict(data: dict[str, Any]) -> ServerConfig:
     data = dict(data)
     media_values = data.pop("media", {})
+    recording_values = data.pop("recording", {})
+    if not isinstance(recording_values, dict):
+        raise ConfigError("recording: expected a table")
     plugin_values = data.pop("plugins", [])
     tokens = data.pop("tokens", None)
     if not isinstance(media_values, dict):
@@ -81,8 +90,9 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
         not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens)
     ):
         raise ConfigError("tokens: expected a list of non-empty strings")
-    top = _check("", data, ServerConfig, {"media", "plugins", "tokens"})
+    top = _check("", data, ServerConfig, {"media", "plugins", "tokens", "recording"})
     media_kwargs = _check("media.", media_values, MediaConfig, set())
+    recording_kwargs = _check("recording.", recording_values, RecordingConfig, set())
     specs = []
     for index, entry in enumerate(plugin_values):
         where = f"plugins[{index}]"
@@ -103,6 +113,7 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
         return ServerConfig(
             **top,
             media=media,
+            recording=RecordingConfig(**recording_kwargs),
             tokens=frozenset(tokens) if tokens is not None else None,
             plugins=tuple(specs),
         )

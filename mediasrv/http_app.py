@@ -48,4 +48,8 @@ def create_app(server: MediaServer) -> web.Application:
     app.router.add_get("/", info)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get(f"/client/{CLIENT_JS}", client_sdk)
+    if server.config.admin_token:
+        from mediasrv.admin_api import admin_routes
+
+        app.add_routes(admin_routes(server, server.config.admin_token))
     return app

@@ -30,7 +30,8 @@ class TooManyRooms(Exception):
 
 class MediaServer(Emitter):
     """Events: ``room`` (created), ``peerjoined`` / ``peerleft`` (room, peer), ``producer`` /
-    ``producerclose`` (room, producer), ``roomclose`` (room), ``close``."""
+    ``producerclose`` (room, producer), ``recordingstarted`` (room, recording),
+    ``recordingstopped`` (room, recording, reason), ``roomclose`` (room), ``close``."""
 
     def __init__(self, config: ServerConfig = DEFAULT_CONFIG) -> None:
         super().__init__()
@@ -40,12 +41,24 @@ class MediaServer(Emitter):
         self._runner: web.AppRunner | None = None
         self.signaling_sessions: set[web.WebSocketResponse] = set()
         self.rejected: Counter[str] = Counter()  # requests refused, by reason
+        # recordings: bytes written, records dropped, write errors (all recordings so far)
+        self.recording_totals: Counter[str] = Counter()
+        self.recordings_stopped: Counter[str] = Counter()  # by reason (its first word)
         self.plugins = PluginManager(self)
         for spec in config.plugins:
             self.plugins.load(spec.name, spec.config)
         self.http_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
+        from mediasrv.metrics import server_registry
+
+        self.metrics = server_registry(self)
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this server's metrics."""
+        from mediasrv.metrics import exposition
+
+        return exposition(self.metrics)
 
     @property
     def any_token(self) -> bool:
@@ -99,6 +112,11 @@ class MediaServer(Emitter):
         room.on("peerleft", lambda peer: self.emit("peerleft", room, peer))
         room.router.on("producer", lambda producer: self.emit("producer", room, producer))
         room.router.on("producerclose", lambda producer: self.emit("producerclose", room, producer))
+        room.on("recording", lambda recording: self.emit("recordingstarted", room, recording))
+        room.on(
+            "recordingstop",
+            lambda recording, reason: self.emit("recordingstopped", room, recording, reason),
+        )
         room.on("close", lambda: self.emit("roomclose", room))
         self.emit("room", room)
         return room

@@ -14,6 +14,7 @@ from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
     from mediasrv.media_server import MediaServer
+    from mediasrv.recording.room_recording import Recording
     from mediasrv.router import Router
 
 log = logging.getLogger("mediasrv.room")
@@ -23,9 +24,19 @@ class RoomFull(Exception):
     pass
 
 
+class RecordingError(Exception):
+    """A recording cannot start or stop; ``code`` and the message reach the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class Room(Emitter):
-    """Events: ``peerjoined``, ``peerleft``, ``activespeaker``, ``close``. A room closes when its
-    last peer leaves; close() makes every peer leave and closes the router."""
+    """Events: ``peerjoined``, ``peerleft``, ``activespeaker``, ``recording`` (a Recording
+    started), ``recordingstop`` (recording, reason), ``close``. A room closes when its last
+    peer leaves; close() stops its recording, makes every peer leave and closes the router."""
 
     def __init__(self, server: MediaServer, room_id: str, router: Router) -> None:
         super().__init__()
@@ -33,6 +44,7 @@ class Room(Emitter):
         self.server = server
         self.router = router
         self.peers: dict[str, Peer] = {}
+        self.recording: Recording | None = None  # the one running, or the last one
         self.closed = False
         router.on("activespeaker", self._active_speaker)
         router.on("producer", self._producer_added)
@@ -93,6 +105,91 @@ class Room(Emitter):
             peer.notify("producerAdded", info)
             if peer.auto_subscribe:
                 self._auto_subscribe(peer, producer)
+        recording = self.recording
+        if recording is not None and recording.active and recording.whole_room:
+            spawn(self._record_later(recording, producer), "record a new producer")
+
+    # ---- recording ----
+
+    @property
+    def recording_active(self) -> bool:
+        return self.recording is not None and self.recording.active
+
+    async def start_recording(
+        self, producer_ids: list[str] | None = None, *, by: str | None = None
+    ) -> Recording:
+        """Record these producers (None: the whole room, producers published later too) after
+        the plugins' ``authorize_recording`` gates (a Denied propagates). Peers are told
+        (``recordingState``)."""
+        from mediasrv.recording.room_recording import Recording
+
+        if self.closed:
+            raise RecordingError("room_closed", f"room {self.id!r} is closed")
+        if self.recording_active:
+            raise RecordingError("already_recording", f"room {self.id!r} is being recorded")
+        producers = list(self.router.producers.values())
+        if producer_ids is not None:
+            known = {p.id: p for p in producers}
+            unknown = [i for i in producer_ids if i not in known]
+            if unknown:
+                raise RecordingError("unknown_producer", f"no producer {unknown[0]!r} in this room")
+            producers = [known[i] for i in dict.fromkeys(producer_ids)]
+            if not producers:
+                raise RecordingError("invalid_params", "no producers to record")
+        await self.server.plugins.gate("authorize_recording", self, producers)
+        if self.closed or self.recording_active:  # while the gates ran
+            raise RecordingError("already_recording", f"room {self.id!r} is being recorded")
+        try:
+            recording = Recording(
+                self,
+                self.server.config.recording,
+                whole_room=producer_ids is None,
+                started_by=by,
+            )
+        except OSError as exc:
+            log.error("room %s: cannot start a recording: %s", self.id, exc)
+            raise RecordingError(
+                "recording_unavailable", f"the recording cannot be written: {exc.strerror or exc}"
+            ) from None
+        self.recording = recording
+        recording.on("journal", lambda journal: self._announce_recording())
+        recording.on("journalstop", lambda journal: self._announce_recording())
+        recording.on("stop", lambda reason: self._recording_stopped(recording, reason))
+        for producer in producers:
+            recording.add(producer)
+        self._announce_recording()
+        self.emit("recording", recording)
+        return recording
+
+    def stop_recording(self, reason: str = "stopped") -> Recording | None:
+        """Stop the running recording (its journals flushed and closed); None when none ran."""
+        recording = self.recording
+        if recording is None or not recording.active:
+            return None
+        recording.stop(reason)
+        return recording
+
+    async def _record_later(self, recording: Recording, producer: Producer) -> None:
+        """A producer published while the whole room is recorded: after the gates, it too."""
+        try:
+            await self.server.plugins.gate("authorize_recording", self, [producer])
+        except Denied as denied:
+            self.server.count_rejected(f"recording:{denied.code}")
+            log.info("room %s: producer %s not recorded: %s", self.id, producer.id, denied.code)
+            return
+        if recording.active and not producer.closed:
+            recording.add(producer)
+
+    def _recording_stopped(self, recording: Recording, reason: str) -> None:
+        self._announce_recording()
+        self.emit("recordingstop", recording, reason)
+
+    def _announce_recording(self) -> None:
+        if self.recording is None:
+            return
+        info = self.recording.info()
+        for peer in list(self.peers.values()):
+            peer.notify("recordingState", info)
 
     def _auto_subscribe(self, peer: Peer, producer: Producer) -> None:
         """Subscribe at once, or after the plugins' authorize_subscribe gates when any."""
@@ -155,6 +252,7 @@ class Room(Emitter):
         if self.closed:
             return
         self.closed = True
+        self.stop_recording("room_closed")
         for peer in list(self.peers.values()):
             peer.close()
         self.router.close()

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 from mediasrv.events import Emitter
 
 if TYPE_CHECKING:
+    from mediasrv import _core
     from mediasrv.plain_rtp_transport import PlainRtpTransport
     from mediasrv.producer import Producer
+    from mediasrv.recording_transport import RecordingTransport
     from mediasrv.transport import Transport
     from mediasrv.webrtc_transport import WebRtcTransport
     from mediasrv.worker import Worker
@@ -62,6 +64,18 @@ class Router(Emitter):
         transport = PlainRtpTransport(
             self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
         )
+        self.transports[transport.id] = transport
+        return transport
+
+    def create_recording_transport(
+        self, sink: _core.JournalSink, *, app_data: dict[str, Any] | None = None
+    ) -> RecordingTransport:
+        """A transport whose consumers append to a journal sink (see RecordingTransport)."""
+        from mediasrv.recording_transport import RecordingTransport
+
+        if self.closed:
+            raise RuntimeError("the router is closed")
+        transport = RecordingTransport(self, sink, app_data=app_data)
         self.transports[transport.id] = transport
         return transport
 

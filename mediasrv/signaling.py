@@ -18,7 +18,7 @@ from mediasrv.consumer import SimulcastConsumer
 from mediasrv.media_server import TooManyRooms
 from mediasrv.negotiation import NegotiationError, sending_kinds
 from mediasrv.plugin import Denied, JoinRequest
-from mediasrv.room import RoomFull
+from mediasrv.room import RecordingError, RoomFull
 from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
@@ -281,6 +281,7 @@ class SignalingSession:
             "room": room.id,
             "self": peer.info(),
             "peers": [p.info() for p in room.peers.values() if p is not peer],
+            "recording": room.recording.info() if room.recording_active else None,  # type: ignore[union-attr]
         }
 
     async def _m_publish(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -298,6 +299,35 @@ class SignalingSession:
                     self.server.count_rejected(f"publish:{denied.code}")
                     raise ProtocolError(denied.code, denied.message) from None
         return peer.publish(sdp)
+
+    async def _m_startRecording(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        if not self.server.config.recording.signaling:
+            raise ProtocolError("not_permitted", "recordings are not started over signaling here")
+        ids = _param(params, "producerIds", list, required=False, default=None)
+        if ids is not None and (
+            len(ids) > 64 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids)
+        ):
+            raise ProtocolError(
+                "invalid_params", "params.producerIds must be a list of at most 64 producer ids"
+            )
+        try:
+            recording = await peer.room.start_recording(ids, by=peer.id)
+        except Denied as denied:
+            self.server.count_rejected(f"recording:{denied.code}")
+            raise ProtocolError(denied.code, denied.message) from None
+        except RecordingError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+        return recording.info()
+
+    async def _m_stopRecording(self, params: dict[str, Any]) -> dict[str, Any]:
+        peer = self._joined()
+        if not self.server.config.recording.signaling:
+            raise ProtocolError("not_permitted", "recordings are not stopped over signaling here")
+        recording = peer.room.stop_recording("stopped")
+        if recording is None:
+            raise ProtocolError("not_recording", "this room is not being recorded")
+        return recording.info()
 
     async def _m_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()

@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import av
@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from mediasrv.client import Client
 from mediasrv.config import ServerConfig
 from mediasrv.media_server import MediaServer
+from mediasrv.plugin import Plugin
 
 VIDEO_WIDTH = 320
 VIDEO_HEIGHT = 240
@@ -246,8 +247,9 @@ class Harness:
         counter = h.counter(await h.client())
     """
 
-    def __init__(self, **server_config: Any) -> None:
+    def __init__(self, *, plugins: Sequence[type[Plugin]] = (), **server_config: Any) -> None:
         self._config = server_config
+        self._plugins = plugins
         self.clients: list[Client] = []
         self.counters: list[FrameCounter] = []
         self._server: MediaServer | None = None
@@ -262,7 +264,10 @@ class Harness:
         return ws_url(self.server)
 
     async def __aenter__(self) -> Harness:
-        self._server = await started_server(**self._config)
+        self._server = MediaServer(ServerConfig(port=0, **self._config))
+        for plugin in self._plugins:
+            self._server.plugins.add(plugin)
+        await self._server.start()
         return self
 
     async def client(

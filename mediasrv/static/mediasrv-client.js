@@ -58,6 +58,7 @@
  * | `activeSpeaker`  | `({peerId, producerId})`                                                |
  * | `layersChanged` | `({consumerId, spatialLayer})` — the simulcast layer now received            |
  * | `producerLayers` | `({producerId, mid, active})` — the server paused/resumed layers nobody receives; the SDK applies it to the sender |
+ * | `recordingState` | `({recording, id, producers, startedAt, stoppedAt, reason})` — the room's recording started, changed or stopped; also in `client.recording` (null when none runs) |
  * | `close`          | `()` — after `close()`                                                  |
  * | `disconnected`   | `()` — the WebSocket closed without `close()`                           |
  *
@@ -312,6 +313,8 @@ export class Client extends Emitter {
     this.peers = [];
     /** @type {{id: string, displayName: string, attributes: Object}|null} this peer, as the others see it */
     this.self = null;
+    /** @type {Object|null} the room's recording while one runs (see `recordingState`) */
+    this.recording = null;
     /** @type {ProducerInfo[]} this client's producers, as of the last publish answer */
     this.producers = [];
     /** @type {boolean} */
@@ -339,6 +342,7 @@ export class Client extends Emitter {
       });
       client.peerId = result.peerId;
       client.self = result.self;
+      client.recording = result.recording || null;
       client.room = result.room;
       client.peers = result.peers;
       await client._negotiateSend();
@@ -423,6 +427,8 @@ export class Client extends Emitter {
       this.peers = this.peers.filter((p) => p.id !== params.peerId);
     } else if (method === 'consumerClosed') {
       this.tracks = this.tracks.filter((t) => t.info.consumerId !== params.consumerId);
+    } else if (method === 'recordingState') {
+      this.recording = params.recording ? params : null;
     } else if (method === 'producerLayers') {
       this._setLayersActive(params).catch((error) => {
         if (!this.closed) console.warn('mediasrv-client: pausing simulcast layers failed', error);
@@ -648,6 +654,24 @@ export class Client extends Emitter {
    */
   async setPreferredLayers(consumerId, spatialLayer) {
     return this.request('setPreferredLayers', { consumerId, spatialLayer });
+  }
+
+  /**
+   * Start recording the room (every producer, now and later) or some producers. Plugins may
+   * refuse (e.g. `consent_missing`); every peer is told with `recordingState`.
+   * @param {string[]} [producerIds]
+   * @returns {Promise<{recording: boolean, id: string, producers: string[]}>}
+   */
+  async startRecording(producerIds) {
+    return this.request('startRecording', producerIds ? { producerIds } : {});
+  }
+
+  /**
+   * Stop the room's recording.
+   * @returns {Promise<{recording: boolean, id: string, reason: string}>}
+   */
+  async stopRecording() {
+    return this.request('stopRecording', {});
   }
 
   /**

@@ -1,0 +1,241 @@
+"""Recording: one recording of a room — its directory, manifest and journals, and the flush
+loop that moves the data plane's records to disk.
+
+Started by :meth:`mediasrv.room.Room.start_recording` (the Python API, the signaling
+``startRecording`` and the admin API all go there), after the plugins'
+``authorize_recording`` gates. A whole-room recording also takes producers published later,
+each after the gates again. A write error (a full disk, a size limit) stops the whole
+recording with its reason; forwarding never notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from mediasrv.events import Emitter
+from mediasrv.recording.producer_recording import ProducerRecording
+from mediasrv.tasks import spawn
+
+if TYPE_CHECKING:
+    from mediasrv.config import RecordingConfig
+    from mediasrv.producer import Producer
+    from mediasrv.room import Room
+
+log = logging.getLogger("mediasrv.recording")
+
+MANIFEST = "recording.json"
+
+
+def room_directory(room_id: str) -> str:
+    """A room id as one safe path component."""
+    name = quote(room_id, safe="")
+    return name if name not in ("", ".", "..") else f"room-{name.replace('.', '%2E')}"
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    """Write, fsync, rename over the old file, fsync the directory: always a whole file."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=1)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _sync_all(journals: list[ProducerRecording]) -> None:
+    for journal in journals:
+        journal.file.sync()
+
+
+class Recording(Emitter):
+    """Events: ``journal`` (a ProducerRecording started), ``journalstop`` (one ended),
+    ``stop`` (reason)."""
+
+    def __init__(
+        self,
+        room: Room,
+        config: RecordingConfig,
+        *,
+        whole_room: bool,
+        started_by: str | None = None,
+    ) -> None:
+        super().__init__()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.id = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        self.room = room
+        self.config = config
+        self.whole_room = whole_room
+        self.started_by = started_by
+        self.started = time.time()
+        self.stopped: float | None = None
+        self.stop_reason: str | None = None
+        self.directory = Path(config.directory) / room_directory(room.id) / self.id
+        self.directory.mkdir(parents=True, exist_ok=False)
+        self.journals: dict[str, ProducerRecording] = {}  # by producer id
+        self.write_errors = 0
+        self._synced_at = time.monotonic()
+        # the server's totals (bytes, dropped, write_errors) for its metrics
+        self.totals: Counter[str] = room.server.recording_totals
+        self._write_manifest()
+        self._task = spawn(self._run(), f"recording {self.id}")
+
+    @property
+    def active(self) -> bool:
+        return self.stopped is None
+
+    @property
+    def bytes(self) -> int:
+        return sum(j.file.size for j in self.journals.values())
+
+    # ---- journals ----
+
+    def add(self, producer: Producer) -> ProducerRecording | None:
+        """Record a producer too (once; None when stopped or already recorded)."""
+        if not self.active or producer.closed or producer.id in self.journals:
+            return None
+        peer = self.room.peers.get(str(producer.app_data.get("peerId")))
+        try:
+            journal = ProducerRecording(
+                self.id,
+                self.room.id,
+                producer,
+                self.directory,
+                self.config,
+                display_name=peer.display_name if peer is not None else "",
+            )
+        except OSError as exc:
+            self.write_errors += 1
+            self.totals["write_errors"] += 1
+            self.stop(f"write_error: {exc.strerror or exc}")
+            return None
+        self.journals[producer.id] = journal
+        producer.on("close", lambda: self._journal_ended(journal, "producer_closed"))
+        self._save_manifest()
+        log.info(
+            "recording %s: %s %s of peer %s", self.id, producer.kind, producer.id, journal.peer_id
+        )
+        self.emit("journal", journal)
+        return journal
+
+    def _journal_ended(self, journal: ProducerRecording, reason: str) -> None:
+        if journal.stopped is None:
+            written = journal.file.size
+            journal.stop(reason)
+            self.totals["bytes"] += journal.file.size - written
+            self._save_manifest()
+            self.emit("journalstop", journal)
+
+    # ---- writing ----
+
+    async def _run(self) -> None:
+        while self.active:
+            await asyncio.sleep(self.config.flush_interval)
+            if self.active:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Records to the files now (and fsync them in a thread when configured)."""
+        written = []
+        for journal in list(self.journals.values()):
+            if not journal.active:
+                continue
+            try:
+                dropped = journal.sink.dropped
+                self.totals["bytes"] += journal.flush()
+                self.totals["dropped"] += journal.sink.dropped - dropped
+            except OSError as exc:
+                self.write_errors += 1
+                self.totals["write_errors"] += 1
+                log.error("recording %s: writing %s failed: %s", self.id, journal.file_name, exc)
+                self.stop(f"write_error: {exc.strerror or exc}")
+                return
+            written.append(journal)
+        interval = self.config.fsync_interval
+        now = time.monotonic()
+        if interval and written and now - self._synced_at >= interval:
+            self._synced_at = now
+            try:
+                await asyncio.to_thread(_sync_all, written)
+            except OSError as exc:
+                self.write_errors += 1
+                self.totals["write_errors"] += 1
+                self.stop(f"write_error: {exc.strerror or exc}")
+
+    def _save_manifest(self) -> None:
+        try:
+            self._write_manifest()
+        except OSError as exc:
+            self.write_errors += 1
+            log.error("recording %s: the manifest could not be written: %s", self.id, exc)
+
+    def _write_manifest(self) -> None:
+        write_json_atomically(self.directory / MANIFEST, self.manifest())
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": "mediasrv-recording",
+            "version": 1,
+            "recording": self.id,
+            "room": self.room.id,
+            "started": self.started,
+            "stopped": self.stopped,
+            "stopReason": self.stop_reason,
+            "journals": [
+                {k: v for k, v in j.stats().items() if k not in ("packets", "layer")}
+                for j in self.journals.values()
+            ],
+        }
+
+    # ---- the end ----
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop every journal (the last records written and fsynced) and the recording."""
+        if not self.active:
+            return
+        self.stopped = time.time()
+        self.stop_reason = reason
+        self._task.cancel()
+        for journal in list(self.journals.values()):
+            if journal.active:
+                written = journal.file.size
+                journal.stop(reason)
+                self.totals["bytes"] += journal.file.size - written
+        self.room.server.recordings_stopped[reason.split(":")[0]] += 1
+        self._save_manifest()
+        log.info("recording %s of room %r stopped: %s", self.id, self.room.id, reason)
+        self.emit("stop", reason)
+
+    def info(self) -> dict[str, Any]:
+        """What peers are told (recordingState) and the APIs show."""
+        return {
+            "recording": self.active,
+            "id": self.id,
+            "producers": [p for p, j in self.journals.items() if j.active],
+            "startedAt": self.started,
+            "stoppedAt": self.stopped,
+            "reason": self.stop_reason,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.info(),
+            "directory": str(self.directory),
+            "bytes": self.bytes,
+            "writeErrors": self.write_errors,
+            "journals": [j.stats() for j in self.journals.values()],
+        }
