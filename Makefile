@@ -77,6 +77,7 @@ bench: build
 		--benchmark-sort=name --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(PY) -m bench.report .benchmarks/latest.json
 	$(PY) -m bench.server_bench --subscribers 1,10,50,100 --seconds 5 --json .benchmarks/server.json
+	$(PY) -m bench.recording_bench --subscribers 1,10 --seconds 8 --rounds 6 --json .benchmarks/recording.json
 
 # Build the extension with AddressSanitizer, run the suite once, then rebuild it normally.
 asan-test: install

@@ -39,6 +39,8 @@ class Result:
     forwarded_pps: float
     server_cpu_us_per_packet: float
     server_cpu_share: float
+    server_cpu_us_per_published_packet: float
+    recorded_bytes_per_s: float
     loss: float
     latency_p50_us: float
     latency_p95_us: float
@@ -59,12 +61,15 @@ class ServerProcess:
             raise RuntimeError(f"the server did not start: {line!r}")
         self.port = int(line.split()[1])
 
-    def stats(self) -> dict[str, Any]:
+    def command(self, line: str) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("stats\n")
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         result: dict[str, Any] = json.loads(self.proc.stdout.readline())
         return result
+
+    def stats(self) -> dict[str, Any]:
+        return self.command("stats")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -131,6 +136,7 @@ async def measure(
     url = f"ws://127.0.0.1:{server.port}/ws"
     rate = min(1000, 50000 // subscribers)
     simulcast = mode == "simulcast"
+    recorded = mode == "recorded"  # simple, with the publisher's stream recorded too
     publisher = BenchPeer(url, room)
     await publisher.join(auto_subscribe=False)
     if simulcast:
@@ -156,6 +162,8 @@ async def measure(
             await send_for(pub_link, rate, 0.3, seq, simulcast)
         for start in range(0, subscribers, 10):
             await asyncio.gather(*(subscribe() for _ in range(min(10, subscribers - start))))
+        if recorded:
+            server.command(f"record {room}")
         # warm-up: layers appear, consumers sync on a keyframe (and simulcast ones move up)
         await send_for(pub_link, rate, 1.0 if not simulcast else 2.0, seq, simulcast)
         before = server.stats()
@@ -179,6 +187,10 @@ async def measure(
             forwarded_pps=round(forwarded / elapsed),
             server_cpu_us_per_packet=round(cpu / max(1, forwarded) * 1e6, 2),
             server_cpu_share=round(cpu / elapsed, 3),
+            server_cpu_us_per_published_packet=round(cpu / max(1, sent) * 1e6, 2),
+            recorded_bytes_per_s=round(
+                (after.get("recorded_bytes", 0) - before.get("recorded_bytes", 0)) / elapsed
+            ),
             loss=round(max(0.0, 1 - received / max(1, sent * subscribers)), 4),
             latency_p50_us=percentile(latencies, 0.50),
             latency_p95_us=percentile(latencies, 0.95),
@@ -226,7 +238,8 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         default="simple,simulcast",
-        help="simple: one stream; simulcast: three RID layers, subscribers on the top one",
+        help="simple: one stream; simulcast: three RID layers, subscribers on the top one; "
+        "recorded: simple, with the stream recorded to a journal too",
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.subscribers.split(",")]
