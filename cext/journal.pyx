@@ -137,22 +137,22 @@ cdef class JournalSink:
                     self._size -= done
                 raise OSError(error, strerror(error))
             done += n
-        self._size = 0
-        if self._capacity > 4 << 20:      # give a burst's memory back
-            free(self._buf)
-            self._buf = NULL
-            self._capacity = 0
+        self._emptied()
         return done
 
     def take(self) -> bytes:
         """The records collected since the last take (possibly b""), now the caller's."""
         cdef bytes data = PyBytes_FromStringAndSize(<char*>self._buf, self._size)
+        self._emptied()
+        return data
+
+    cdef void _emptied(self) noexcept:
+        """Everything was taken: start over, giving a burst's memory back."""
         self._size = 0
-        if self._capacity > 4 << 20:      # give a burst's memory back
+        if self._capacity > 4 << 20:
             free(self._buf)
             self._buf = NULL
             self._capacity = 0
-        return data
 
     def close(self) -> None:
         """No more records are accepted (what is pending can still be taken)."""

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,13 @@ import aiohttp
 import av
 import numpy as np
 import uvloop
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 from sfu_support import FrameCounter, PatternTrack, ToneTrack, started_server, wait_for, ws_url
 from test_plain_rtp import free_udp_port
 
 from mediasrv.client import Client
 from mediasrv.config import RecordingConfig
+from mediasrv.media_server import MediaServer
 from mediasrv.recording.journal import EVENT, RTP, read_journal
 from mediasrv.room import Room
 
@@ -104,35 +106,42 @@ async () => {
 """
 
 
+@contextlib.asynccontextmanager
+async def chromium_page(server: MediaServer) -> AsyncIterator[Page]:
+    """A headless Chromium page on the server's origin (closed at the end)."""
+    assert server.http_address is not None
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await (await browser.new_context()).new_page()
+            await page.goto(f"http://127.0.0.1:{server.http_address[1]}/healthz")
+            yield page
+            await page.evaluate("() => window.client && window.client.close()")
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()
+
+
 def test_a_chromium_publisher_is_recorded_to_a_playable_webm(tmp_path: Path) -> None:
     async def main() -> None:
         server = await started_server(recording=RecordingConfig(directory=str(tmp_path)))
-        assert server.http_address is not None
         try:
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    page = await (await browser.new_context()).new_page()
-                    await page.goto(f"http://127.0.0.1:{server.http_address[1]}/healthz")
-                    await page.evaluate(PUBLISH_JS, {"room": "visit"})
-                    room = server.rooms["visit"]
-                    await wait_for(lambda: len(room.router.producers) == 2, 15, "producers")
-                    video = next(p for p in room.router.producers.values() if p.kind == "video")
-                    await wait_for(lambda: video.stats()["keyframes"] > 0, 15, "video flowing")
-                    await asyncio.sleep(1.0)
-                    recording = await room.start_recording()
-                    frames_before = await page.evaluate(FRAMES_JS)
-                    started = time.monotonic()
-                    await asyncio.sleep(5.0)
-                    frames_after = await page.evaluate(FRAMES_JS)
-                    room.stop_recording()
-                    recorded_for = time.monotonic() - started
-                    await page.evaluate("() => window.client.close()")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await browser.close()
+            async with chromium_page(server) as page:
+                await page.evaluate(PUBLISH_JS, {"room": "visit"})
+                room = server.rooms["visit"]
+                await wait_for(lambda: len(room.router.producers) == 2, 15, "producers")
+                video = next(p for p in room.router.producers.values() if p.kind == "video")
+                await wait_for(lambda: video.stats()["keyframes"] > 0, 15, "video flowing")
+                await asyncio.sleep(1.0)
+                recording = await room.start_recording()
+                frames_before = await page.evaluate(FRAMES_JS)
+                started = time.monotonic()
+                await asyncio.sleep(5.0)
+                frames_after = await page.evaluate(FRAMES_JS)
+                room.stop_recording()
+                recorded_for = time.monotonic() - started
         finally:
             await server.close()
         sent = frames_after - frames_before
@@ -167,29 +176,18 @@ async ({room}) => {
 def test_a_simulcast_publisher_is_recorded_at_its_top_layer(tmp_path: Path) -> None:
     async def main() -> None:
         server = await started_server(recording=RecordingConfig(directory=str(tmp_path)))
-        assert server.http_address is not None
         try:
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    page = await (await browser.new_context()).new_page()
-                    await page.goto(f"http://127.0.0.1:{server.http_address[1]}/healthz")
-                    await page.evaluate(SIMULCAST_JS, {"room": "visit"})
-                    room = server.rooms["visit"]
-                    await wait_for(lambda: len(room.router.producers) == 1, 15, "the producer")
-                    (producer,) = room.router.producers.values()
-                    await wait_for(lambda: 2 in producer.active_layers(), 20, "the top layer")
-                    recording = await room.start_recording()
-                    (journal,) = recording.journals.values()
-                    await wait_for(lambda: journal.consumer.current_layer() == 2, 15, "layer 2")
-                    await asyncio.sleep(3.0)
-                    room.stop_recording()
-                    await page.evaluate("() => window.client.close()")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await browser.close()
+            async with chromium_page(server) as page:
+                await page.evaluate(SIMULCAST_JS, {"room": "visit"})
+                room = server.rooms["visit"]
+                await wait_for(lambda: len(room.router.producers) == 1, 15, "the producer")
+                (producer,) = room.router.producers.values()
+                await wait_for(lambda: 2 in producer.active_layers(), 20, "the top layer")
+                recording = await room.start_recording()
+                (journal,) = recording.journals.values()
+                await wait_for(lambda: journal.consumer.current_layer() == 2, 15, "layer 2")
+                await asyncio.sleep(3.0)
+                room.stop_recording()
         finally:
             await server.close()
         (path,) = journals_of(recording.directory)
