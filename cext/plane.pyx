@@ -37,6 +37,22 @@ PLANE_DROP_REASONS = (
 )
 
 
+# forwarding latency buckets (upper bounds, ns); the last bucket is +Inf
+cdef enum:
+    PLANE_LATENCY_BUCKETS = 12
+cdef uint64_t plane_latency_bounds_ns[11]
+plane_latency_bounds_ns[:] = [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+                              2_500_000, 5_000_000, 10_000_000, 50_000_000]
+PLANE_LATENCY_BOUNDS_S = (1e-05, 2.5e-05, 5e-05, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                          0.005, 0.01, 0.05)
+
+
+cdef inline uint64_t plane_now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
 cdef inline uint64_t plane_now_ms() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -576,6 +592,15 @@ cdef class PlaneStream:
         """Interarrival jitter in timestamp units."""
         return <uint32_t>self._jitter
 
+    @property
+    def lost(self) -> int:
+        """Packets missing since the stream (re)started: expected minus received, never
+        negative (duplicates and repairs can make received run ahead)."""
+        if not self._started:
+            return 0
+        cdef int64_t expected = self._highest - self._base + 1
+        return max(0, expected - <int64_t>(self.packets - self._base_packets))
+
     def report(self) -> tuple:
         """(fraction_lost, cumulative_lost, extended_highest_seq, jitter) for a report block,
         counted since the previous call (RFC 3550 A.3)."""
@@ -994,6 +1019,11 @@ cdef class WorkerPlane:
     cdef readonly uint64_t send_errors
     cdef readonly uint64_t handler_errors
     cdef uint64_t _drops[9]
+    # forwarding latency: from the start of processing a received batch to the sendmmsg of
+    # each packet forwarded from it, counted per packet in fixed buckets (PLANE_LATENCY_BOUNDS)
+    cdef uint64_t _batch_start_ns
+    cdef uint64_t _latency_counts[PLANE_LATENCY_BUCKETS]
+    cdef double _latency_sum
 
     def __cinit__(self):
         self._in = <DatagramBatch*>PyMem_Malloc(sizeof(DatagramBatch))
@@ -1140,10 +1170,25 @@ cdef class WorkerPlane:
     cdef void process_batch(self, int count):
         cdef int i
         cdef uint64_t now = plane_now_ms()
+        self._batch_start_ns = plane_now_ns()
         self.received += count
         for i in range(count):
             self._dispatch(self._in.data[i], self._in.lengths[i], &self._in.addrs[i], now)
         self._flush()
+        self._batch_start_ns = 0
+
+    @property
+    def latency_histogram(self) -> tuple:
+        """Forwarding latency so far: (bucket upper bounds in seconds, cumulative counts per
+        bound, the +Inf count, the sum in seconds), as Prometheus histograms want them."""
+        cdef int i
+        cdef uint64_t running = 0
+        counts = []
+        for i in range(PLANE_LATENCY_BUCKETS - 1):
+            running += self._latency_counts[i]
+            counts.append(running)
+        running += self._latency_counts[PLANE_LATENCY_BUCKETS - 1]
+        return (PLANE_LATENCY_BOUNDS_S, tuple(counts), running, self._latency_sum)
 
     cdef void _dispatch(self, uint8_t* buf, int length, sockaddr_storage* addr, uint64_t now):
         cdef uint8_t b
@@ -1261,8 +1306,18 @@ cdef class WorkerPlane:
 
     cdef void _flush(self) noexcept:
         cdef int dropped = 0
+        cdef int sent = self._out.count
+        cdef uint64_t waited
+        cdef int bucket
         self.forwarded += self._sock.flush_c(self._out, &dropped)
         self.send_errors += dropped
+        if self._batch_start_ns and sent > dropped:
+            waited = plane_now_ns() - self._batch_start_ns
+            bucket = 0
+            while bucket < PLANE_LATENCY_BUCKETS - 1 and waited > plane_latency_bounds_ns[bucket]:
+                bucket += 1
+            self._latency_counts[bucket] += sent - dropped
+            self._latency_sum += (sent - dropped) * (waited * 1e-9)
 
     cdef void _call(self, object method, object a, object b, object c=None, object d=None):
         try:

@@ -648,6 +648,9 @@ class PlaneStream:
     def highest_sequence(self) -> int: ...
     @property
     def jitter(self) -> int: ...
+    @property
+    def lost(self) -> int:
+        """Packets missing since the stream (re)started (expected minus received, ≥ 0)."""
     def report(self) -> tuple[int, int, int, int]:
         """(fraction_lost, cumulative_lost, extended_highest_seq, jitter) since the last call."""
     def take_nacks(self) -> list[int]:
@@ -726,6 +729,12 @@ class WorkerPlane:
     def transports(self) -> int: ...
     @property
     def dropped(self) -> dict[str, int]: ...
+    @property
+    def latency_histogram(
+        self,
+    ) -> tuple[tuple[float, ...], tuple[int, ...], int, float]:
+        """Forwarding latency (receive batch to sendmmsg): bucket bounds in seconds,
+        cumulative counts per bound, the +Inf count and the sum in seconds."""
     def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def stop(self) -> None: ...
     def feed(self, data: bytes, addr: tuple[str, int]) -> None:

@@ -1,15 +1,21 @@
 """The admin API under /admin (``Authorization: Bearer <admin_token>``; off without a token).
 
-``GET  /admin/rooms``                       rooms with their peers and recording state
-``GET  /admin/rooms/{room}/recording``      the room's recording (running or last) with stats
-``POST /admin/rooms/{room}/recording``      start one: ``{"producerIds"?: [...]}`` (none: the
-                                            whole room); the plugins' authorize_recording
-                                            gates run as for any start
-``DELETE /admin/rooms/{room}/recording``    stop it
+``GET    /admin/rooms``                                   rooms: peers, producers, recording
+``GET    /admin/rooms/{room}``                            a room with every peer's live stats
+                                                          (transports, producers, consumers)
+``DELETE /admin/rooms/{room}``                            close it (peers get ``removed``)
+``DELETE /admin/rooms/{room}/peers/{peer}``               kick a peer (it gets ``removed``)
+``PUT    /admin/rooms/{room}/consumers/{consumer}/layers`` ``{"spatialLayer"?, "temporalLayer"?}``
+``GET    /admin/rooms/{room}/recording``                  the room's recording with stats
+``POST   /admin/rooms/{room}/recording``                  start one: ``{"producerIds"?: [...]}``
+                                                          (the authorize_recording gates run)
+``DELETE /admin/rooms/{room}/recording``                  stop it
+``GET    /admin/openapi.json``                            this API as OpenAPI 3.1
 
 Errors are ``{"error": code, "message": text}`` with 400 (bad input), 401 (no or a wrong
-token), 403 (a plugin refused), 404 (no such room or recording), 409 (already recording),
-413 (a body over 16 KiB) or 503 (the recording cannot be written).
+token), 403 (a plugin refused), 404 (no such room, peer, consumer or recording), 409 (already
+recording), 413 (a body over 16 KiB) or 503 (the recording cannot be written). Every change is
+logged with the caller's address.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from mediasrv.admin_openapi import OPENAPI
+from mediasrv.consumer import SimulcastConsumer
 from mediasrv.plugin import Denied
 from mediasrv.room import RecordingError, Room
 
@@ -98,13 +106,87 @@ def admin_routes(server: MediaServer, token: str) -> list[web.RouteDef]:
             {
                 "rooms": [
                     {
-                        **room.info(),
+                        "id": room.id,
+                        "peers": len(room.peers),
+                        "producers": len(room.router.producers),
                         "recording": room.recording.info() if room.recording else None,
                     }
                     for room in server.rooms.values()
                 ]
             }
         )
+
+    async def room_detail(request: web.Request) -> web.Response:
+        room = room_of(request)
+        return web.json_response(
+            {
+                "id": room.id,
+                "recording": room.recording.info() if room.recording else None,
+                "peers": [{**peer.info(), "stats": peer.stats()} for peer in room.peers.values()],
+            }
+        )
+
+    async def close_room(request: web.Request) -> web.Response:
+        room = room_of(request)
+        peers = list(room.peers.values())
+        for peer in peers:
+            peer.notify("removed", {"reason": "room_closed"})
+        room.close()
+        log.info("admin %s closed room %r (%d peers)", request.remote, room.id, len(peers))
+        return web.json_response({"closed": room.id, "peers": len(peers)})
+
+    async def kick(request: web.Request) -> web.Response:
+        room = room_of(request)
+        peer = room.peers.get(request.match_info["peer"])
+        if peer is None:
+            raise AdminError(404, "unknown_peer", "no such peer in this room")
+        peer.notify("removed", {"reason": "kicked"})
+        peer.close()
+        log.info("admin %s removed peer %s from room %r", request.remote, peer.id, room.id)
+        return web.json_response({"removed": peer.id})
+
+    async def set_layers(request: web.Request) -> web.Response:
+        room = room_of(request)
+        wanted = request.match_info["consumer"]
+        consumer = next(
+            (
+                c
+                for peer in room.peers.values()
+                for t in (peer.recv_transport, peer.send_transport)
+                if t is not None
+                for c in t.consumers.values()
+                if c.id == wanted
+            ),
+            None,
+        )
+        if consumer is None:
+            raise AdminError(404, "unknown_consumer", "no such consumer in this room")
+        body = await _body(request)
+        spatial, temporal = body.get("spatialLayer"), body.get("temporalLayer")
+        for key, value in (("spatialLayer", spatial), ("temporalLayer", temporal)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise AdminError(400, "invalid_params", f"{key} must be an integer or null")
+        if "spatialLayer" in body and not isinstance(consumer, SimulcastConsumer):
+            raise AdminError(400, "invalid_params", "the consumer's producer is not simulcast")
+        try:
+            if "temporalLayer" in body:
+                consumer.set_preferred_temporal_layer(temporal)
+            if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in body:
+                consumer.set_preferred_layer(spatial)
+        except ValueError as exc:
+            raise AdminError(400, "invalid_params", str(exc)) from None
+        log.info("admin %s set layers of consumer %s: %s", request.remote, consumer.id, body)
+        return web.json_response(
+            {
+                "consumerId": consumer.id,
+                "preferredLayer": getattr(consumer, "preferred_layer", None),
+                "targetLayer": consumer.wanted_layer(),
+                "preferredTemporalLayer": consumer.preferred_temporal_layer,
+            }
+        )
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
 
     async def get_recording(request: web.Request) -> web.Response:
         room = room_of(request)
@@ -142,6 +224,11 @@ def admin_routes(server: MediaServer, token: str) -> list[web.RouteDef]:
 
     return [
         web.get("/admin/rooms", guarded(rooms)),
+        web.get("/admin/rooms/{room}", guarded(room_detail)),
+        web.delete("/admin/rooms/{room}", guarded(close_room)),
+        web.delete("/admin/rooms/{room}/peers/{peer}", guarded(kick)),
+        web.put("/admin/rooms/{room}/consumers/{consumer}/layers", guarded(set_layers)),
+        web.get("/admin/openapi.json", guarded(openapi)),
         web.get("/admin/rooms/{room}/recording", guarded(get_recording)),
         web.post("/admin/rooms/{room}/recording", guarded(start_recording)),
         web.delete("/admin/rooms/{room}/recording", guarded(stop_recording)),

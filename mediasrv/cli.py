@@ -15,7 +15,8 @@ import uvloop
 
 from mediasrv import __version__
 from mediasrv.config import DEFAULT_CONFIG, ServerConfig
-from mediasrv.config_file import load_config
+from mediasrv.config_file import config_from_dict, load_config, read_file, with_environment
+from mediasrv.logs import configure_logging
 from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("mediasrv")
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> ServerConfig:
-    base = load_config(args.config) if args.config else DEFAULT_CONFIG
+    """The file (or the embedded default), then MEDIASRV_* variables, then the flags."""
+    base = config_from_dict(with_environment(read_file(args.config) if args.config else {}))
     host = args.host if args.host is not None else base.host
     media = base.media
     listen_ip = media.listen_ip if args.config else _listen_ip(host)
@@ -84,8 +86,9 @@ async def serve(config: ServerConfig) -> None:
     try:
         await stop.wait()
     finally:
-        print("mediasrv stopping", flush=True)
-        await server.close()
+        print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
+        await server.drain()
+        print("mediasrv stopped", flush=True)
 
 
 def _listen_ip(host: str) -> str:
@@ -115,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2
+        configure_logging(config)
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve(config))
         return 0

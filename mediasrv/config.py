@@ -72,6 +72,28 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint ``/metrics`` (docs/operations.md)."""
+
+    enabled: bool = True
+    # "" serves /metrics on the main HTTP listener; an address gives it a listener of its own
+    host: str = ""
+    port: int = 9464
+    token: str | None = None  # a bearer token scrapers must present (None: none needed)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"metrics.port: {self.port} is outside 0..65535")
+        if self.host:
+            try:
+                ipaddress.ip_address(self.host)
+            except ValueError:
+                raise ValueError(f"metrics.host: {self.host!r} is not an IP address") from None
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError("metrics.token: at least 16 characters (or leave it out)")
+
+
+@dataclass(frozen=True)
 class PluginSpec:
     """One enabled plugin: its entry point name and its configuration."""
 
@@ -87,8 +109,13 @@ class ServerConfig:
     port: int = 8080
     media: MediaConfig = field(default_factory=MediaConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # bearer token of the admin API under /admin (None: the admin API is off)
     admin_token: str | None = None
+    # on SIGTERM: stop taking joins, tell the peers, wait this long for them to leave, then stop
+    drain_timeout: float = 30.0
+    log_format: str = "text"  # "text" or "json" (one JSON object a line)
+    log_level: str = "info"
     # accepted signaling tokens; None: any token is accepted (development default, with a warning)
     tokens: frozenset[str] | None = None
     max_message_size: int = 256 * 1024  # WebSocket messages
@@ -103,6 +130,12 @@ class ServerConfig:
             raise ValueError("host: must not be empty")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ValueError("admin_token: at least 16 characters (or leave it out: no admin API)")
+        if not 0 <= self.drain_timeout <= 3600:
+            raise ValueError(f"drain_timeout: {self.drain_timeout} is outside 0..3600 seconds")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format: {self.log_format!r} is not 'text' or 'json'")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
 
     @property
     def is_loopback(self) -> bool:

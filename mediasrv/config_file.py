@@ -14,20 +14,37 @@ announced_ip = "203.0.113.7"
 directory = "/var/lib/mediasrv/recordings"
 flush_interval = 0.5                   # seconds: what a killed server can lose
 
+[metrics]
+host = "10.0.0.5"                      # "" (default): /metrics on the main listener
+port = 9464
+token = "a-long-random-scrape-token"   # omit: no token needed
+
 [[plugins]]                            # in the order their gates run
 name = "strongauth"
 [plugins.config]
 issuer = "https://broker.example"
+
+Every key can also come from the environment, which wins over the file:
+MEDIASRV_PORT=9000, MEDIASRV_MEDIA_RTC_PORT=40000, MEDIASRV_TOKENS=a,b,
+MEDIASRV_RECORDING_DIRECTORY=/data (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mediasrv.config import MediaConfig, PluginSpec, RecordingConfig, ServerConfig
+from mediasrv.config import (
+    MediaConfig,
+    MetricsConfig,
+    PluginSpec,
+    RecordingConfig,
+    ServerConfig,
+)
 
 
 class ConfigError(ValueError):
@@ -63,23 +80,91 @@ def _check(section: str, values: dict[str, Any], cls: type, skip: set[str]) -> d
     return out
 
 
-def load_config(path: str | Path) -> ServerConfig:
-    """Read and validate a TOML configuration file."""
+ENV_PREFIX = "MEDIASRV_"
+SECTIONS = {"media": MediaConfig, "recording": RecordingConfig, "metrics": MetricsConfig}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# MEDIASRV_* variables that are not settings: the build's and the benchmarks' own
+NOT_SETTINGS = ("MEDIASRV_LIBSRTP", "MEDIASRV_TRACE", "MEDIASRV_ANNOTATE", "MEDIASRV_BENCH_")
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A TOML configuration file as a table (not validated yet)."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return config_from_dict(data)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read and validate a TOML configuration file, with environment overrides."""
+    return config_from_dict(with_environment(read_file(path), environ))
+
+
+def _env_value(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.strip().lower() in TRUE:
+            return True
+        if raw.strip().lower() in FALSE:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    return raw
+
+
+def with_environment(
+    data: dict[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The table with ``MEDIASRV_*`` environment variables laid over it:
+    ``MEDIASRV_PORT=9000``, ``MEDIASRV_MEDIA_RTC_PORT=40000``,
+    ``MEDIASRV_RECORDING_DIRECTORY=/data``, ``MEDIASRV_TOKENS=a,b``. An unknown name or a
+    value of the wrong type is an error naming the variable."""
+    env = os.environ if environ is None else environ
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    top = {name: f for name, f in _fields(ServerConfig).items() if name not in SECTIONS}
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        raw = env[name]
+        section = next((s for s in SECTIONS if key.startswith(s + "_")), None)
+        if section is not None:
+            fields = _fields(SECTIONS[section])
+            sub = key[len(section) + 1 :]
+            if sub not in fields:
+                known = ", ".join(sorted(fields))
+                raise ConfigError(f"{name}: unknown setting (known {section} keys: {known})")
+            table = merged.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section}: expected a table")
+            table[sub] = _env_value(name, raw, fields[sub].default)
+        elif key == "tokens":
+            merged["tokens"] = [t.strip() for t in raw.split(",") if t.strip()]
+        elif key in top and key != "plugins":
+            merged[key] = _env_value(name, raw, top[key].default)
+        else:
+            raise ConfigError(f"{name}: unknown setting (see docs/operations.md)")
+    return merged
 
 
 def config_from_dict(data: dict[str, Any]) -> ServerConfig:
     data = dict(data)
     media_values = data.pop("media", {})
     recording_values = data.pop("recording", {})
-    if not isinstance(recording_values, dict):
-        raise ConfigError("recording: expected a table")
+    metrics_values = data.pop("metrics", {})
+    for section, values in (("recording", recording_values), ("metrics", metrics_values)):
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a table")
     plugin_values = data.pop("plugins", [])
     tokens = data.pop("tokens", None)
     if not isinstance(media_values, dict):
@@ -90,9 +175,10 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
         not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens)
     ):
         raise ConfigError("tokens: expected a list of non-empty strings")
-    top = _check("", data, ServerConfig, {"media", "plugins", "tokens", "recording"})
+    top = _check("", data, ServerConfig, {"media", "plugins", "tokens", "recording", "metrics"})
     media_kwargs = _check("media.", media_values, MediaConfig, set())
     recording_kwargs = _check("recording.", recording_values, RecordingConfig, set())
+    metrics_kwargs = _check("metrics.", metrics_values, MetricsConfig, set())
     specs = []
     for index, entry in enumerate(plugin_values):
         where = f"plugins[{index}]"
@@ -114,6 +200,7 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
             **top,
             media=media,
             recording=RecordingConfig(**recording_kwargs),
+            metrics=MetricsConfig(**metrics_kwargs),
             tokens=frozenset(tokens) if tokens is not None else None,
             plugins=tuple(specs),
         )

@@ -176,10 +176,24 @@ class Consumer(Emitter):
             "droppedTemporal": p.dropped_temporal,
         }
 
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters of this consumer, as the metrics add them up."""
+        p = self.plane
+        kind = self.kind
+        return {
+            f"forwarded_packets_{kind}": p.packets,
+            f"forwarded_bytes_{kind}": p.bytes,
+            "nacks_received": self.nack_received,
+            "retransmitted": p.retransmitted,
+            "pli_received": self.pli_received,
+            "layer_switches": p.layer_switches,
+        }
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.transport.worker.closed_totals.update(self.counters())
         self.plane.close()
         self.producer.consumers.pop(self.id, None)
         self.producer.awaiting_keyframe.discard(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,48 @@ SERVER_KEY: web.AppKey[MediaServer] = web.AppKey("server")
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 while the server takes joins, 503 while it starts, drains or stops."""
+    server = request.app[SERVER_KEY]
+    if server.ready:
+        return web.json_response({"status": "ready"})
+    state = "draining" if server.draining else "stopping" if server.closed else "starting"
+    return web.json_response({"status": state}, status=503)
+
+
+def metrics_handler(server: MediaServer) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``/metrics`` in the Prometheus text format, behind ``metrics.token`` when set."""
+    token = server.config.metrics.token
+
+    async def metrics(request: web.Request) -> web.Response:
+        if token is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                return web.Response(
+                    status=401,
+                    text="a valid bearer token is required\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="mediasrv-metrics"'},
+                )
+        return web.Response(body=server.metrics_text(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Prometheus-Format": "0.0.4"})  # fmt: skip
+
+    return metrics
+
+
+def create_metrics_app(server: MediaServer) -> web.Application:
+    """The separate metrics listener (``metrics.host``): /metrics and the health checks."""
+    app = web.Application(client_max_size=4 * 1024)
+    app[SERVER_KEY] = server
+    app.router.add_get("/metrics", metrics_handler(server))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
 
 
 async def info(request: web.Request) -> web.Response:
@@ -45,6 +88,9 @@ def create_app(server: MediaServer) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SERVER_KEY] = server
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if server.config.metrics.enabled and not server.config.metrics.host:
+        app.router.add_get("/metrics", metrics_handler(server))
     app.router.add_get("/", info)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get(f"/client/{CLIENT_JS}", client_sdk)

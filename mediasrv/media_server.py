@@ -48,11 +48,21 @@ class MediaServer(Emitter):
         for spec in config.plugins:
             self.plugins.load(spec.name, spec.config)
         self.http_address: tuple[str, int] | None = None
+        self.metrics_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
-        from mediasrv.metrics import server_registry
+        self.draining = False
+        from mediasrv.metrics import LoopLagMonitor, server_registry
 
         self.metrics = server_registry(self)
+        self.loop_lag = LoopLagMonitor(self.metrics)
+        self._metrics_runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def ready(self) -> bool:
+        """Started, not closing and not draining: new joins are welcome."""
+        return self.started and not self.closed and not self.draining
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition of this server's metrics."""
@@ -93,6 +103,18 @@ class MediaServer(Emitter):
             sockets = getattr(server, "sockets", None) or []
             port = sockets[0].getsockname()[1] if sockets else self.config.port
             self.http_address = (self.config.host, port)
+            metrics = self.config.metrics
+            if metrics.enabled and metrics.host:
+                from mediasrv.http_app import create_metrics_app
+
+                self._metrics_runner = web.AppRunner(create_metrics_app(self), access_log=None)
+                await self._metrics_runner.setup()
+                msite = web.TCPSite(self._metrics_runner, metrics.host, metrics.port)
+                await msite.start()
+                msockets = getattr(getattr(msite, "_server", None), "sockets", None) or []
+                mport = msockets[0].getsockname()[1] if msockets else metrics.port
+                self.metrics_address = (metrics.host, mport)
+        self._tasks.append(asyncio.ensure_future(self.loop_lag.run()))
         await self.plugins.start()
 
     def count_rejected(self, reason: str) -> None:
@@ -132,11 +154,50 @@ class MediaServer(Emitter):
             "workers": [w.stats() for w in self.workers],
         }
 
+    async def drain(self, within: float | None = None) -> None:
+        """Stop gracefully: refuse new joins (``draining``), tell every peer
+        (``serverDraining``), wait up to ``within`` seconds (``drain_timeout``) for the rooms
+        to empty, then stop the recordings (journals flushed) and close — plugins too, so
+        their logs are flushed."""
+        if self.closed:
+            return
+        limit = self.config.drain_timeout if within is None else within
+        self.draining = True
+        peers = sum(len(r.peers) for r in self.rooms.values())
+        log.info("draining: %d rooms, %d peers, up to %.0f s", len(self.rooms), peers, limit)
+        for room in list(self.rooms.values()):
+            for peer in list(room.peers.values()):
+                peer.notify("serverDraining", {"seconds": limit})
+        empty = asyncio.Event()
+
+        def check(*_: Any) -> None:
+            if not any(r.peers for r in self.rooms.values()):
+                empty.set()
+
+        for event in ("peerleft", "roomclose"):
+            self.on(event, check)
+        check()
+        try:
+            await asyncio.wait_for(empty.wait(), limit)
+        except TimeoutError:
+            pass
+        finally:
+            for event in ("peerleft", "roomclose"):
+                self.remove_listener(event, check)
+        left = sum(len(r.peers) for r in self.rooms.values())
+        for room in list(self.rooms.values()):
+            room.stop_recording("server_stopping")
+        log.info("drained: %d peers still connected are closed now", left)
+        await self.close()
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        for task in self._tasks:
+            task.cancel()
         for room in list(self.rooms.values()):
+            room.stop_recording("server_stopping")
             room.close()
         await self.plugins.close()
         # tell every client, instead of leaving them to time out on a dead connection
@@ -149,5 +210,7 @@ class MediaServer(Emitter):
         )
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await asyncio.gather(*(w.close() for w in self.workers))
         self.emit("close")

@@ -240,12 +240,26 @@ class Producer(Emitter):
             ]
         return stats
 
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters of this producer, as the metrics add them up."""
+        streams = list(self.layers.values())
+        kind = self.kind
+        return {
+            f"received_packets_{kind}": sum(x.packets for x in streams),
+            f"received_bytes_{kind}": sum(x.bytes for x in streams),
+            "lost": sum(x.lost for x in streams),
+            "nacks_sent": sum(x.nack_requested for x in streams),
+            "nack_recovered": sum(x.nack_recovered for x in streams),
+            "keyframe_requests": self.keyframe_requests,
+        }
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         for consumer in list(self.consumers.values()):
             consumer.close()
+        self.transport.worker.closed_totals.update(self.counters())
         self.awaiting_keyframe.clear()
         for stream in self.layers.values():
             stream.close()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from mediasrv import logs
 from mediasrv.consumer import SimulcastConsumer
 from mediasrv.media_server import TooManyRooms
 from mediasrv.negotiation import NegotiationError, sending_kinds
@@ -115,6 +116,7 @@ class SignalingSession:
                     break
         finally:
             if self.peer is not None:
+                log.info("peer left (signaling closed)")
                 self.peer.close()
                 self.peer = None
             self._outbox.put_nowait(None)
@@ -201,6 +203,9 @@ class SignalingSession:
     async def _m_join(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.peer is not None and not self.peer.closed:
             raise ProtocolError("already_joined", "this connection has already joined a room")
+        if self.server.draining:
+            self.server.count_rejected("join:draining")
+            raise ProtocolError("draining", "this server is shutting down: join another one")
         token = _param(params, "token", str)
         room_id = _param(params, "room", str)
         name = _param(params, "displayName", str, required=False, default="")
@@ -276,6 +281,9 @@ class SignalingSession:
             raise ProtocolError("room_full", str(exc)) from None
         peer.identity = identity
         self.peer = peer
+        logs.room_id.set(room.id)  # every line logged for this connection names them
+        logs.peer_id.set(peer.id)
+        log.info("peer joined from %s (%d in the room)", self.remote, len(room.peers))
         return {
             "peerId": peer.id,
             "room": room.id,

@@ -50,6 +50,8 @@ class Worker(Emitter):
         self._ssrcs: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.timer_errors = 0
+        # counters of producers and consumers that have closed (for the metrics' totals)
+        self.closed_totals: Counter[str] = Counter()
         self.closed = False
 
     @property

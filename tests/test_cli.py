@@ -56,7 +56,7 @@ def test_serve_stops_cleanly_on_sigterm(server: tuple[subprocess.Popen[str], str
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     assert proc.stdout is not None
-    assert "mediasrv stopping" in proc.stdout.read()
+    assert "mediasrv stopped" in proc.stdout.read()
 
 
 def test_serve_rejects_an_invalid_port() -> None:
