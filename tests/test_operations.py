@@ -88,6 +88,9 @@ def test_metrics_follow_a_browser_session(tmp_path: Path) -> None:
                     page = await (await browser.new_context()).new_page()
                     await page.goto(f"{base}/healthz")
                     await page.evaluate(PUBLISH_JS, {"room": "visit"})
+                    alone = parse((await scrape(http, f"{base}/metrics"))[1])
+                    assert alone["mediasrv_peers"] == 1 and alone["mediasrv_rooms"] == 1
+                    assert alone['mediasrv_producers{kind="video"}'] == 1
                     subscriber = await h.client("visit")
                     counter = h.counter(subscriber)
                     await wait_for(lambda: counter.frames["video"] > 20, 15, "video decoded")
