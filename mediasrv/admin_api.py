@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from mediasrv.admin_openapi import OPENAPI
-from mediasrv.consumer import SimulcastConsumer
+from mediasrv.consumer import set_preferred_layers
 from mediasrv.plugin import Denied
 from mediasrv.room import RecordingError, Room
 
@@ -162,28 +162,12 @@ def admin_routes(server: MediaServer, token: str) -> list[web.RouteDef]:
         if consumer is None:
             raise AdminError(404, "unknown_consumer", "no such consumer in this room")
         body = await _body(request)
-        spatial, temporal = body.get("spatialLayer"), body.get("temporalLayer")
-        for key, value in (("spatialLayer", spatial), ("temporalLayer", temporal)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise AdminError(400, "invalid_params", f"{key} must be an integer or null")
-        if "spatialLayer" in body and not isinstance(consumer, SimulcastConsumer):
-            raise AdminError(400, "invalid_params", "the consumer's producer is not simulcast")
         try:
-            if "temporalLayer" in body:
-                consumer.set_preferred_temporal_layer(temporal)
-            if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in body:
-                consumer.set_preferred_layer(spatial)
+            layers = set_preferred_layers(consumer, body)
         except ValueError as exc:
             raise AdminError(400, "invalid_params", str(exc)) from None
         log.info("admin %s set layers of consumer %s: %s", request.remote, consumer.id, body)
-        return web.json_response(
-            {
-                "consumerId": consumer.id,
-                "preferredLayer": getattr(consumer, "preferred_layer", None),
-                "targetLayer": consumer.wanted_layer(),
-                "preferredTemporalLayer": consumer.preferred_temporal_layer,
-            }
-        )
+        return web.json_response({"consumerId": consumer.id, **layers})
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from mediasrv import logs
-from mediasrv.consumer import SimulcastConsumer
+from mediasrv.consumer import LayerError, set_preferred_layers
 from mediasrv.media_server import TooManyRooms
 from mediasrv.negotiation import NegotiationError, sending_kinds
 from mediasrv.plugin import Denied, JoinRequest
@@ -384,27 +384,18 @@ class SignalingSession:
 
     async def _m_setPreferredLayers(self, params: dict[str, Any]) -> dict[str, Any]:
         consumer = self._consumer(params)
-        layer = temporal = None
-        if params.get("spatialLayer") is not None:
-            layer = _param(params, "spatialLayer", int)
-        if params.get("temporalLayer") is not None:
-            temporal = _param(params, "temporalLayer", int)
-        if "spatialLayer" in params and not isinstance(consumer, SimulcastConsumer):
-            self.server.count_rejected("layer_not_simulcast")
-            raise ProtocolError("invalid_params", "the consumer's producer is not simulcast")
+        changes: dict[str, Any] = {
+            k: params[k] for k in ("spatialLayer", "temporalLayer") if k in params
+        }
         try:
-            if "temporalLayer" in params:
-                consumer.set_preferred_temporal_layer(temporal)
-            if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in params:
-                consumer.set_preferred_layer(layer)
+            return set_preferred_layers(consumer, changes)
+        except LayerError as exc:
+            self.server.count_rejected(exc.reason)
+            prefix = "params." if exc.reason == "layer_invalid" else ""
+            raise ProtocolError("invalid_params", f"{prefix}{exc}") from None
         except ValueError as exc:
             self.server.count_rejected("layer_out_of_range")
             raise ProtocolError("invalid_params", f"params: {exc}") from None
-        return {
-            "preferredLayer": getattr(consumer, "preferred_layer", None),
-            "targetLayer": consumer.wanted_layer(),
-            "preferredTemporalLayer": consumer.preferred_temporal_layer,
-        }
 
     async def _m_closeProducer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 import uvloop
-from playwright.async_api import async_playwright
+from browser_support import PUBLISH_JS, chromium_page
 from sfu_support import Harness, PatternTrack, ToneTrack, wait_for
 
 from mediasrv.client import Client
@@ -30,12 +30,6 @@ from mediasrv.recording.journal import EVENT, read_journal
 
 ADMIN = "admin-token-for-operations-tests"
 SCRAPE = "scrape-token-for-operations-tests"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]  # fmt: skip
 SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$")
 
 
@@ -59,17 +53,6 @@ async def scrape(http: aiohttp.ClientSession, url: str, token: str | None = None
         return reply.status, await reply.text()
 
 
-PUBLISH_JS = """
-async ({room}) => {
-  const { Client } = await import('/client/mediasrv-client.js');
-  const client = await Client.connect(location.origin, {token: 't', room});
-  window.client = client;
-  const media = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
-  await client.publish(media);
-}
-"""
-
-
 def test_metrics_follow_a_browser_session(tmp_path: Path) -> None:
     async def main() -> None:
         async with Harness() as h, aiohttp.ClientSession() as http:
@@ -80,27 +63,17 @@ def test_metrics_follow_a_browser_session(tmp_path: Path) -> None:
             before = parse(text)
             assert before["mediasrv_peers"] == 0 and before["mediasrv_rooms"] == 0
             assert before["mediasrv_ready"] == 1
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    page = await (await browser.new_context()).new_page()
-                    await page.goto(f"{base}/healthz")
-                    await page.evaluate(PUBLISH_JS, {"room": "visit"})
-                    alone = parse((await scrape(http, f"{base}/metrics"))[1])
-                    assert alone["mediasrv_peers"] == 1 and alone["mediasrv_rooms"] == 1
-                    assert alone['mediasrv_producers{kind="video"}'] == 1
-                    subscriber = await h.client("visit")
-                    counter = h.counter(subscriber)
-                    await wait_for(lambda: counter.frames["video"] > 20, 15, "video decoded")
-                    first = parse((await scrape(http, f"{base}/metrics"))[1])
-                    await asyncio.sleep(1.5)
-                    second = parse((await scrape(http, f"{base}/metrics"))[1])
-                    await page.evaluate("() => window.client.close()")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await browser.close()
+            async with chromium_page(h.server) as page:
+                await page.evaluate(PUBLISH_JS, {"room": "visit"})
+                alone = parse((await scrape(http, f"{base}/metrics"))[1])
+                assert alone["mediasrv_peers"] == 1 and alone["mediasrv_rooms"] == 1
+                assert alone['mediasrv_producers{kind="video"}'] == 1
+                subscriber = await h.client("visit")
+                counter = h.counter(subscriber)
+                await wait_for(lambda: counter.frames["video"] > 20, 15, "video decoded")
+                first = parse((await scrape(http, f"{base}/metrics"))[1])
+                await asyncio.sleep(1.5)
+                second = parse((await scrape(http, f"{base}/metrics"))[1])
             assert first["mediasrv_peers"] == 2 and first["mediasrv_rooms"] == 1
             assert first['mediasrv_producers{kind="video"}'] == 1
             assert first['mediasrv_consumers{kind="audio"}'] == 1

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,15 @@ import aiohttp
 import av
 import numpy as np
 import uvloop
-from playwright.async_api import Page, async_playwright
+from browser_support import PUBLISH_JS, chromium_page
 from sfu_support import FrameCounter, PatternTrack, ToneTrack, started_server, wait_for, ws_url
 from test_plain_rtp import free_udp_port
 
 from mediasrv.client import Client
 from mediasrv.config import RecordingConfig
-from mediasrv.media_server import MediaServer
 from mediasrv.recording.journal import EVENT, RTP, read_journal
 from mediasrv.room import Room
 
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]  # fmt: skip
 ADMIN = "admin-token-for-recording-e2e"
 HERE = Path(__file__).resolve().parent
 
@@ -83,16 +75,6 @@ def journals_of(directory: Path) -> list[Path]:
 
 # ---- a Chromium publisher ----
 
-PUBLISH_JS = """
-async ({room}) => {
-  const { Client } = await import('/client/mediasrv-client.js');
-  const client = await Client.connect(location.origin, {token: 't', room});
-  window.client = client;
-  const media = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
-  await client.publish(media);
-  return client.peerId;
-}
-"""
 
 FRAMES_JS = """
 async () => {
@@ -104,24 +86,6 @@ async () => {
   return frames;
 }
 """
-
-
-@contextlib.asynccontextmanager
-async def chromium_page(server: MediaServer) -> AsyncIterator[Page]:
-    """A headless Chromium page on the server's origin (closed at the end)."""
-    assert server.http_address is not None
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = await (await browser.new_context()).new_page()
-            await page.goto(f"http://127.0.0.1:{server.http_address[1]}/healthz")
-            yield page
-            await page.evaluate("() => window.client && window.client.close()")
-        finally:
-            with contextlib.suppress(Exception):
-                await browser.close()
 
 
 def test_a_chromium_publisher_is_recorded_to_a_playable_webm(tmp_path: Path) -> None:
