@@ -106,7 +106,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["mediasrv", "mediasrv.*"]),
+    # bench: the load generator behind `mediasrv-bench` (and the benchmarks beside it)
+    packages=find_packages(include=["mediasrv", "mediasrv.*", "bench"]),
     package_data={"mediasrv": ["py.typed", "*.pyi", "static/*.js"]},
     ext_modules=_extensions(),
     install_requires=[
@@ -124,6 +125,7 @@ setup(
     extras_require={
         "test": [
             "hypothesis>=6.100",
+            "matplotlib>=3.8",
             "mypy==2.4.1",
             "playwright>=1.45",
             "pylibsrtp>=0.10",
@@ -131,11 +133,13 @@ setup(
             "pytest-benchmark>=4",
             "ruff==0.17.6",
         ],
+        "bench": ["matplotlib>=3.8"],
     },
     entry_points={
         "console_scripts": [
             "mediasrv = mediasrv.cli:main",
             "mediasrv-rec = mediasrv.recording.rec_cli:main",
+            "mediasrv-bench = bench.loadgen:main",
         ]
     },
     zip_safe=False,

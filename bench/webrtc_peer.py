@@ -1,7 +1,9 @@
 """A lightweight, real WebRTC peer for load tests: the signaling protocol, ICE (STUN binding
 requests with USE-CANDIDATE, MESSAGE-INTEGRITY and FINGERPRINT, consent checks), DTLS 1.2 as
 the client with fingerprint checks, SRTP — but no media stack: a publisher sends synthetic VP8
-packets carrying their send time, a subscriber unprotects and counts what arrives and how late.
+packets carrying their send time (or, with ``publish_media`` and ``Link.send_rtp``, real
+pre-encoded VP8/H.264/Opus payloads as they are), a subscriber unprotects and counts what
+arrives and how late (``Link.send_time`` looks a real payload's send time up instead).
 
 Hundreds of these fit in one process, where as many aiortc peers would each decode video.
 """
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import re
 import secrets
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -27,6 +31,9 @@ from mediasrv.dtls_session import DtlsError, DtlsRole, DtlsSession
 PAYLOAD_SIZE = 1100
 VP8_PT = 96
 VP8_RTX_PT = 97
+H264_PT = 102
+OPUS_PT = 111
+H264_FMTP = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
 EXT_MID_ID, EXT_RID_ID, EXT_RRID_ID = 1, 2, 3
 CONSENT_INTERVAL = 5.0
 
@@ -45,6 +52,13 @@ def _attr(sdp: str, name: str) -> str:
     return match.group(1)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _fingerprint(sdp: str) -> tuple[str, str]:
     match = re.search(r"a=fingerprint:(\S+) (\S+)", sdp)
     if match is None:
@@ -53,11 +67,18 @@ def _fingerprint(sdp: str) -> tuple[str, str]:
 
 
 class BenchPeer:
-    """One peer: a signaling connection, and one UDP socket per WebRTC transport."""
+    """One peer: a signaling connection, and one UDP socket per WebRTC transport.
 
-    def __init__(self, url: str, room: str) -> None:
+    ``token``: the signaling token to join with; ``loopback_only``: refuse (ValueError, before
+    sending anything) a server whose ICE candidate is not a loopback address."""
+
+    def __init__(
+        self, url: str, room: str, *, token: str = "bench", loopback_only: bool = False
+    ) -> None:
         self.url = url
         self.room = room
+        self.token = token
+        self.loopback_only = loopback_only
         self.certificate = Certificate.generate()
         self.peer_id = ""
         self._session: aiohttp.ClientSession | None = None
@@ -73,7 +94,7 @@ class BenchPeer:
         self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
         self._reader = asyncio.create_task(self._read())
         result = await self.request(
-            "join", {"token": "bench", "room": self.room, "autoSubscribe": auto_subscribe}
+            "join", {"token": self.token, "room": self.room, "autoSubscribe": auto_subscribe}
         )
         self.peer_id = result["peerId"]
 
@@ -166,14 +187,75 @@ class BenchPeer:
         self.links.append(link)
         return link
 
-    async def answer_next_offer(self, setup: str = "active") -> Link:
-        """Answer the server's offer for the receive transport; returns the connected link.
-
-        ``setup="passive"`` makes this peer the DTLS server (the server is then the client).
-        """
-        offer = await asyncio.wait_for(self.offers.get(), 15)
-        sdp: str = offer["sdp"]
+    async def publish_media(
+        self,
+        *,
+        video: str | None = "vp8",
+        video_ssrc: int = 0,
+        rids: list[str] | None = None,
+        audio_ssrc: int | None = None,
+        stream_id: str = "bench",
+    ) -> Link:
+        """One offer with a video section (``video``: "vp8" (PT 96) or "h264" (PT 102,
+        packetization-mode 1); None: no video) sending ``video_ssrc``, or RID simulcast
+        (``rids``, lowest first: MID extension id 1, RID id 2, no a=ssrc lines, as Chrome), and
+        an Opus section (PT 111, mid "1") when ``audio_ssrc`` is given. Returns the connected
+        link; send on it with ``Link.send_rtp``."""
         ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
+        transport = self._local_description(ufrag, pwd, "actpass")
+        mids = (["0"] if video else []) + (["1"] if audio_ssrc is not None else [])
+        if not mids:
+            raise ValueError("publish_media: neither video nor audio")
+        lines = [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "a=group:BUNDLE " + " ".join(mids),
+        ]
+        if video:
+            if video not in ("vp8", "h264"):
+                raise ValueError(f"publish_media: unknown video codec {video!r}")
+            pt = VP8_PT if video == "vp8" else H264_PT
+            lines += [
+                f"m=video 9 UDP/TLS/RTP/SAVPF {pt}", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+                "a=rtcp-mux",
+            ]  # fmt: skip
+            if rids:
+                lines += [
+                    f"a=extmap:{EXT_MID_ID} urn:ietf:params:rtp-hdrext:sdes:mid",
+                    f"a=extmap:{EXT_RID_ID} urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                ]
+            lines.append(
+                f"a=rtpmap:{pt} VP8/90000" if video == "vp8" else f"a=rtpmap:{pt} H264/90000"
+            )
+            if video == "h264":
+                lines.append(f"a=fmtp:{pt} {H264_FMTP}")
+            lines += [
+                f"a=rtcp-fb:{pt} nack",
+                f"a=rtcp-fb:{pt} nack pli",
+                f"a=rtcp-fb:{pt} goog-remb",
+            ]
+            if rids:
+                lines += [f"a=rid:{rid} send" for rid in rids]
+                lines.append("a=simulcast:send " + ";".join(rids))
+            else:
+                lines.append(f"a=ssrc:{video_ssrc} cname:bench")
+            lines += [f"a=msid:{stream_id} video", *transport]
+        if audio_ssrc is not None:
+            lines += [
+                f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}", "c=IN IP4 0.0.0.0", "a=mid:1",
+                "a=sendonly", "a=rtcp-mux", f"a=rtpmap:{OPUS_PT} opus/48000/2",
+                f"a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1", f"a=ssrc:{audio_ssrc} cname:bench",
+                f"a=msid:{stream_id} audio", *transport,
+            ]  # fmt: skip
+        result = await self.request("publish", {"sdp": "\r\n".join(lines) + "\r\n"})
+        link = await Link.open(self, result["sdp"], ufrag, pwd)
+        self.links.append(link)
+        return link
+
+    def _answer(self, sdp: str, ufrag: str, pwd: str, setup: str) -> str:
+        """A recvonly answer to the server's offer: every section, its rtpmaps, our ICE/DTLS."""
         mids = re.findall(r"a=mid:(\S+)", sdp)
         sections = sdp.split("\r\nm=")[1:]
         lines = [
@@ -190,13 +272,40 @@ class BenchPeer:
                 f"m={header}", "c=IN IP4 0.0.0.0", f"a=mid:{mid}", "a=recvonly", "a=rtcp-mux",
                 *rtpmaps, *self._local_description(ufrag, pwd, setup),
             ]  # fmt: skip
+        return "\r\n".join(lines) + "\r\n"
+
+    async def answer_next_offer(self, setup: str = "active") -> Link:
+        """Answer the server's offer for the receive transport; returns the connected link.
+
+        ``setup="passive"`` makes this peer the DTLS server (the server is then the client).
+        """
+        offer = await asyncio.wait_for(self.offers.get(), 15)
+        sdp: str = offer["sdp"]
+        ufrag, pwd = secrets.token_hex(4), secrets.token_hex(12)
         await self.request(
-            "answer", {"sdp": "\r\n".join(lines) + "\r\n", "revision": offer["revision"]}
+            "answer",
+            {"sdp": self._answer(sdp, ufrag, pwd, setup), "revision": offer["revision"]},
         )
         role = DtlsRole.SERVER if setup == "passive" else DtlsRole.CLIENT
         link = await Link.open(self, sdp, ufrag, pwd, role)
         self.links.append(link)
         return link
+
+    async def answer_renegotiation(self, link: Link) -> dict[str, Any]:
+        """Answer the server's next offer for a receive transport that is already connected
+        (``link``, from ``answer_next_offer``): the same ICE credentials and DTLS role, no new
+        socket. Updates ``link.remote_sdp``; returns the offer's parameters."""
+        offer: dict[str, Any] = await asyncio.wait_for(self.offers.get(), 15)
+        setup = "passive" if link.role is DtlsRole.SERVER else "active"
+        await self.request(
+            "answer",
+            {
+                "sdp": self._answer(offer["sdp"], link.ufrag, link.pwd, setup),
+                "revision": offer["revision"],
+            },
+        )
+        link.remote_sdp = offer["sdp"]
+        return offer
 
     async def close(self) -> None:
         for link in self.links:
@@ -223,6 +332,12 @@ class Link:
         role: DtlsRole = DtlsRole.CLIENT,
     ) -> None:
         self.remote = _candidate(remote_sdp)
+        if peer.loopback_only and not _is_loopback(self.remote[0]):
+            raise ValueError(
+                f"the server's ICE candidate {self.remote[0]} is not a loopback address: "
+                "refusing to send to it"
+            )
+        self.remote_sdp = remote_sdp  # the latest description (answer_renegotiation updates it)
         self.remote_ufrag = _attr(remote_sdp, "ice-ufrag")
         self.remote_pwd = _attr(remote_sdp, "ice-pwd")
         self.ufrag, self.pwd = ufrag, pwd
@@ -236,6 +351,9 @@ class Link:
         # unprotect and time every packet, or (cheaper, for most subscribers of a large room)
         # only count RTP datagrams
         self.measure = True
+        # with measure: the send time (monotonic ns) of an unprotected RTP packet, or None
+        # (real payloads carry none: the sender keeps a log); unset: the embedded one is read
+        self.send_time: Callable[[bytes], int | None] | None = None
         self.rtcp: list[bytes] = []  # unprotected RTCP compounds from the server
         self.record = False  # keep (sequence number, tag byte) of every packet received
         self.packets: list[tuple[int, int]] = []
@@ -315,6 +433,11 @@ class Link:
                     self.packets.append(
                         (seq, parsed.payload[12] if len(parsed.payload) > 12 else -1)
                     )
+                if self.send_time is not None:
+                    sent = self.send_time(rtp)
+                    if sent is not None:
+                        self.latencies_us.append((now_ns - sent) // 1000)
+                    continue
                 start = 12 + 4 * (rtp[0] & 0x0F)
                 if rtp[0] & 0x10 and len(rtp) >= start + 4:
                     start += 4 + 4 * ((rtp[start + 2] << 8) | rtp[start + 3])
@@ -367,6 +490,40 @@ class Link:
             )
             packet = header + payload
         self.sock.sendto(self.outbound.protect(packet), self.remote)
+
+    def send_rtp(
+        self,
+        ssrc: int,
+        seq: int,
+        timestamp: int,
+        payload: bytes,
+        *,
+        payload_type: int,
+        marker: bool = False,
+        extensions: list[tuple[int, bytes]] | None = None,
+    ) -> bool:
+        """One RTP packet carrying ``payload`` as it is (real media). False when the socket's
+        send buffer was full and the packet was not sent."""
+        assert self.outbound is not None
+        if extensions:
+            packet = _core.RtpPacket.build(
+                payload_type=payload_type,
+                sequence_number=seq & 0xFFFF,
+                timestamp=timestamp & 0xFFFFFFFF,
+                ssrc=ssrc,
+                marker=marker,
+                payload=payload,
+                extensions=extensions,
+            ).serialize()
+        else:
+            second = payload_type | (0x80 if marker else 0)
+            header = struct.pack("!BBHII", 0x80, second, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+            packet = header + payload
+        try:
+            self.sock.sendto(self.outbound.protect(packet), self.remote)
+        except BlockingIOError:
+            return False
+        return True
 
     def send_rtcp(self, packets: list[Any]) -> None:
         assert self.outbound is not None
