@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run        start 'mediasrv serve' on $(HOST):$(PORT) with the embedded default config"
 	@echo "make test       install everything needed, then ruff, mypy and the whole pytest suite"
-	@echo "make bench      data-plane microbenchmarks beside aiortc's Python path"
+	@echo "make bench      microbenchmarks, whole-server, recording and load-generator runs"
 	@echo "make asan-test  build with AddressSanitizer and run the tests once"
 
 sysdeps:
@@ -78,6 +78,7 @@ bench: build
 	$(PY) -m bench.report .benchmarks/latest.json
 	$(PY) -m bench.server_bench --subscribers 1,10,50,100 --seconds 5 --json .benchmarks/server.json
 	$(PY) -m bench.recording_bench --subscribers 1,10 --seconds 8 --rounds 6 --json .benchmarks/recording.json
+	$(PY) -m bench.loadgen --rooms 2 --publishers 1 --ramp 1,5,10,20 --seconds 5 --no-progress --json .benchmarks/loadgen.json --plot .benchmarks/loadgen.png
 
 # Build the extension with AddressSanitizer, run the suite once, then rebuild it normally.
 asan-test: install
