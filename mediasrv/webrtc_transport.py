@@ -75,6 +75,18 @@ class WebRtcTransport(Transport):
         return self.dtls.state if self.dtls is not None else "new"
 
     @property
+    def state(self) -> str:
+        """One word for metrics: new (no ICE yet), connecting (ICE up, DTLS under way),
+        connected (SRTP keys in place), failed (DTLS failed) or closed."""
+        if self.closed or self.ice_state == "closed":
+            return "closed"
+        if self.dtls_state == "failed":
+            return "failed"
+        if self.connected:
+            return "connected"
+        return "connecting" if self.ice_state == "connected" else "new"
+
+    @property
     def local_parameters(self) -> LocalParameters:
         return LocalParameters(
             self.ice_ufrag,
