@@ -59,11 +59,15 @@ class LocalIssuer:
             await self._runner.cleanup()
             self._runner = None
 
+    def jwks(self) -> dict[str, Any]:
+        """The published keys as a JWKS document (public parts only)."""
+        return {"keys": [k.as_dict(private=False) for k in self.published]}
+
     async def _jwks(self, request: web.Request) -> web.Response:
         self.jwks_requests += 1
         if self.jwks_status != 200:
             return web.Response(status=self.jwks_status, text="broker down")
-        return web.json_response({"keys": [k.as_dict(private=False) for k in self.published]})
+        return web.json_response(self.jwks())
 
     @property
     def jwks_uri(self) -> str:

@@ -1,0 +1,1 @@
+"""Applications composed from mediasrv (the video visit service) and example plugins."""
