@@ -135,7 +135,7 @@ cdef class JournalSink:
                 if done:
                     memmove(self._buf, self._buf + done, self._size - done)
                     self._size -= done
-                raise OSError(error, strerror(error))
+                raise OSError(error, strerror(error).decode("utf-8", "replace"))
             done += n
         self._emptied()
         return done

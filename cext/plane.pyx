@@ -520,6 +520,9 @@ cdef class PlaneStream:
     cdef int _missing_count
     cdef readonly uint64_t nack_requested
     cdef readonly uint64_t nack_recovered
+    # packets missing when later ones arrived (a gap counted once; repairs do not undo it, and a
+    # restart of the sequence is not a gap): a monotonic loss counter for metrics
+    cdef readonly uint64_t gaps
     # audio levels since the last take_audio_levels()
     cdef uint64_t _level_sum
     cdef uint32_t _level_count
@@ -765,6 +768,7 @@ cdef class PlaneStream:
                 self.bad_sequence += 1
             if ext > self._highest:
                 if 1 < ext - self._highest <= PLANE_NACK_MAX_GAP:
+                    self.gaps += <uint64_t>(ext - self._highest - 1)
                     self._note_missing(self._highest + 1, ext)
                 elif ext - self._highest > PLANE_NACK_MAX_GAP:
                     self._missing_count = 0

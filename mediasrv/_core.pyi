@@ -648,6 +648,8 @@ class PlaneStream:
     def highest_sequence(self) -> int: ...
     @property
     def jitter(self) -> int: ...
+    gaps: int
+    """Packets missing when later ones arrived (monotonic; repairs do not undo it)."""
     @property
     def lost(self) -> int:
         """Packets missing since the stream (re)started (expected minus received, ≥ 0)."""

@@ -62,7 +62,14 @@ def _error(status: int, code: str, message: str) -> web.Response:
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    raw = await request.content.read(MAX_BODY + 1)
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise AdminError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
+    raw = b""
+    while len(raw) <= MAX_BODY:  # the whole body, however it was split, up to the limit
+        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_BODY:
         raise AdminError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
     if not raw.strip():

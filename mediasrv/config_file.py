@@ -32,7 +32,9 @@ MEDIASRV_RECORDING_DIRECTORY=/data (docs/operations.md).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,6 +78,8 @@ def _check(section: str, values: dict[str, Any], cls: type, skip: set[str]) -> d
             raise ConfigError(
                 f"{where}: expected {expected[0].__name__}, got {type(value).__name__}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value}")
         out[key] = value
     return out
 
@@ -85,6 +89,11 @@ SECTIONS = {"media": MediaConfig, "recording": RecordingConfig, "metrics": Metri
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # MEDIASRV_* variables that are not settings: the build's and the benchmarks' own
 NOT_SETTINGS = ("MEDIASRV_LIBSRTP", "MEDIASRV_TRACE", "MEDIASRV_ANNOTATE", "MEDIASRV_BENCH_")
+# what Kubernetes puts in the environment for a Service named "mediasrv" (service links):
+# MEDIASRV_SERVICE_HOST, MEDIASRV_SERVICE_PORT[_NAME], MEDIASRV_PORT=tcp://10.0.0.1:8080,
+# MEDIASRV_PORT_8080_TCP[_PROTO|_PORT|_ADDR]; never settings
+SERVICE_LINK_NAME = re.compile(r"^MEDIASRV_(SERVICE_|PORT_\d+_(TCP|UDP|SCTP))")
+SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://")
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -116,9 +125,12 @@ def _env_value(name: str, raw: str, default: Any) -> Any:
             raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
     if isinstance(default, float):
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number, got {raw!r}")
+        return value
     return raw
 
 
@@ -135,6 +147,8 @@ def with_environment(
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS):
             continue
+        if SERVICE_LINK_NAME.match(name) or SERVICE_LINK_VALUE.match(env[name]):
+            continue  # a Kubernetes service link, not a setting
         key = name[len(ENV_PREFIX) :].lower()
         raw = env[name]
         section = next((s for s in SECTIONS if key.startswith(s + "_")), None)

@@ -371,6 +371,11 @@ def set_preferred_layers(consumer: Consumer, changes: dict[str, Any]) -> dict[st
             raise LayerError("layer_invalid", f"{key} must be an integer or null")
     if "spatialLayer" in changes and not isinstance(consumer, SimulcastConsumer):
         raise LayerError("layer_not_simulcast", "the consumer's producer is not simulcast")
+    spatial = changes.get("spatialLayer")
+    layers = len(consumer.producer.rids)
+    if spatial is not None and not 0 <= spatial < layers:
+        # checked before anything changes: a refused request changes nothing
+        raise ValueError(f"layer {spatial} is outside 0..{layers - 1} of this producer")
     if "temporalLayer" in changes:
         consumer.set_preferred_temporal_layer(changes["temporalLayer"])
     if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in changes:

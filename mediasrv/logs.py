@@ -30,7 +30,7 @@ class ContextFilter(logging.Filter):
     """Adds ``room`` and ``peer`` to each record and masks identity codes in its message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "room"):
+        if not hasattr(record, "room"):  # (ids: hex, never identity codes)
             record.room = room_id.get()
         if not hasattr(record, "peer"):
             record.peer = peer_id.get()
@@ -65,7 +65,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = IDENTITY_CODE.sub(MASK, super().format(record))  # tracebacks too
         context = " ".join(
             f"{key}={value}"
             for key in ("room", "peer")

@@ -196,9 +196,12 @@ class MediaServer(Emitter):
         self.closed = True
         for task in self._tasks:
             task.cancel()
+        recordings = [r.recording for r in self.rooms.values() if r.recording is not None]
         for room in list(self.rooms.values()):
             room.stop_recording("server_stopping")
             room.close()
+        for recording in recordings:  # journals fsynced and closed, manifests written
+            await recording.settled()
         await self.plugins.close()
         # tell every client, instead of leaving them to time out on a dead connection
         await asyncio.gather(

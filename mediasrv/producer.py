@@ -247,7 +247,7 @@ class Producer(Emitter):
         return {
             f"received_packets_{kind}": sum(x.packets for x in streams),
             f"received_bytes_{kind}": sum(x.bytes for x in streams),
-            "lost": sum(x.lost for x in streams),
+            "lost": sum(x.gaps for x in streams),  # monotonic, unlike RFC 3550's lost
             "nacks_sent": sum(x.nack_requested for x in streams),
             "nack_recovered": sum(x.nack_recovered for x in streams),
             "keyframe_requests": self.keyframe_requests,

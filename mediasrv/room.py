@@ -137,7 +137,9 @@ class Room(Emitter):
             if not producers:
                 raise RecordingError("invalid_params", "no producers to record")
         await self.server.plugins.gate("authorize_recording", self, producers)
-        if self.closed or self.recording_active:  # while the gates ran
+        if self.closed:  # while the gates ran
+            raise RecordingError("room_closed", f"room {self.id!r} closed")
+        if self.recording_active:
             raise RecordingError("already_recording", f"room {self.id!r} is being recorded")
         try:
             recording = Recording(
@@ -157,6 +159,11 @@ class Room(Emitter):
         recording.on("stop", lambda reason: self._recording_stopped(recording, reason))
         for producer in producers:
             recording.add(producer)
+        if producer_ids is None:
+            # published while the gates ran: asked about on their own, like later ones
+            for producer in list(self.router.producers.values()):
+                if producer not in producers:
+                    spawn(self._record_later(recording, producer), "record a new producer")
         self._announce_recording()
         self.emit("recording", recording)
         return recording

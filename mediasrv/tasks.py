@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -12,8 +13,17 @@ log = logging.getLogger("mediasrv.tasks")
 _running: set[asyncio.Task[Any]] = set()
 
 
-def spawn(coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-    task = asyncio.ensure_future(coro)
+def spawn(
+    coro: Coroutine[Any, Any, Any], name: str = "", *, detached: bool = False
+) -> asyncio.Task[Any]:
+    """A task kept until done, its failure logged. ``detached``: in a fresh context, so that it
+    does not inherit the spawning connection's context variables (its log room and peer)."""
+    if detached:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+            coro, context=contextvars.Context()
+        )
+    else:
+        task = asyncio.ensure_future(coro)
     _running.add(task)
 
     def done(t: asyncio.Task[Any]) -> None:

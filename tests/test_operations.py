@@ -25,7 +25,7 @@ from sfu_support import Harness, PatternTrack, ToneTrack, wait_for
 from mediasrv.client import Client
 from mediasrv.config import MetricsConfig, RecordingConfig
 from mediasrv.config_file import ConfigError, config_from_dict, with_environment
-from mediasrv.logs import IDENTITY_CODE, MASK, ContextFilter, JsonFormatter
+from mediasrv.logs import IDENTITY_CODE, MASK, ContextFilter, JsonFormatter, TextFormatter
 from mediasrv.recording.journal import EVENT, read_journal
 
 ADMIN = "admin-token-for-operations-tests"
@@ -281,6 +281,14 @@ def test_json_logs_mask_identity_codes() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == f"person {MASK} joined"
     assert IDENTITY_CODE.search("code 010115A901T here")
+    try:
+        raise ValueError("bad id 131052-308T")
+    except ValueError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    assert ContextFilter().filter(failed)
+    for formatter in (TextFormatter(), JsonFormatter()):
+        text = formatter.format(failed)
+        assert "131052-308T" not in text and MASK in text, text
 
 
 def test_configuration_from_the_environment() -> None:
@@ -294,6 +302,11 @@ def test_configuration_from_the_environment() -> None:
                 "MEDIASRV_METRICS_ENABLED": "false",
                 "MEDIASRV_TOKENS": "a-token, b-token",
                 "MEDIASRV_LIBSRTP": "system",  # the build's own: not a setting
+                # Kubernetes service links for a Service named "mediasrv": not settings
+                "MEDIASRV_SERVICE_HOST": "10.96.0.12",
+                "MEDIASRV_SERVICE_PORT": "8080",
+                "MEDIASRV_PORT_8080_TCP_ADDR": "10.96.0.12",
+                "MEDIASRV_METRICS_PORT": "tcp://10.96.0.12:9464",
                 "OTHER": "x",
             },
         )
@@ -309,6 +322,7 @@ def test_configuration_from_the_environment() -> None:
         ({"MEDIASRV_LOG_FORMAT": "xml"}, "log_format: 'xml' is not 'text' or 'json'"),
         ({"MEDIASRV_METRICS_TOKEN": "short"}, "metrics.token: at least 16 characters"),
         ({"MEDIASRV_DRAIN_TIMEOUT": "-1"}, "drain_timeout: -1.0 is outside 0..3600"),
+        ({"MEDIASRV_RECORDING_FSYNC_INTERVAL": "nan"}, "expected a finite number, got 'nan'"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             config_from_dict(with_environment({}, env))

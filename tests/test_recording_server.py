@@ -76,6 +76,7 @@ def test_a_room_recording_journals_every_producer(tmp_path: Path) -> None:
             video = next(p for p in room.router.producers.values() if p.kind == "video")
             stopped = room.stop_recording()
             assert stopped is recording and not recording.active
+            await recording.settled()  # fsyncs and the manifest, done in a thread
             await wait_for(lambda: not states[-1]["recording"], 5, "the stop announcement")
             assert states[-1]["reason"] == "stopped"
             found = journals(recording.directory)
@@ -203,6 +204,7 @@ def test_the_room_closing_stops_and_closes_the_recording(tmp_path: Path) -> None
             await asyncio.sleep(0.8)
             await publisher.close()
             await wait_for(lambda: room.closed, 10, "the room to close")
+            await recording.settled()
             assert recording.stop_reason in ("room_closed", "producer_closed")
             (journal,) = journals(recording.directory).values()
             assert journal.damage is None
@@ -273,3 +275,39 @@ def test_without_an_admin_token_there_is_no_admin_api(tmp_path: Path) -> None:
                 assert reply.status == 404
 
     run(main())
+
+
+class SlowConsentPlugin(Plugin):
+    """Consent that takes a while (every participant asked), and is given."""
+
+    name = "slowconsent"
+
+    async def authorize_recording(self, room: Room, producers: list[Any]) -> None:
+        await asyncio.sleep(0.8)
+
+
+def test_a_producer_published_while_the_gates_run_is_recorded_too(tmp_path: Path) -> None:
+    async def main() -> None:
+        config = RecordingConfig(directory=str(tmp_path))
+        async with Harness(plugins=[SlowConsentPlugin], recording=config) as h:
+            first = await h.client("visit")
+            await first.publish([ToneTrack()])
+            room = h.server.rooms["visit"]
+            await wait_for(lambda: len(room.router.producers) == 1, 10, "the first producer")
+            starting = asyncio.ensure_future(room.start_recording())
+            await asyncio.sleep(0.1)
+            second = await h.client("visit")
+            await second.publish([ToneTrack()])  # while the consent gate runs
+            recording = await starting
+            await wait_for(lambda: len(recording.journals) == 2, 10, "both producers recorded")
+            room.stop_recording()
+
+    run(main())
+
+
+def test_long_room_ids_make_short_safe_directory_names() -> None:
+    long_id = "ä" * 128
+    name = room_directory(long_id)
+    assert len(name.encode()) <= 200 and "/" not in name
+    assert name != room_directory("ä" * 127)  # distinct ids stay distinct
+    assert room_directory("../etc") == "..%2Fetc" and room_directory("..") == "room-%2E%2E"

@@ -8,6 +8,7 @@ Errors (a full disk, a file size limit) are raised as OSError for the caller to 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ class JournalFile:
     def __init__(self, path: Path, metadata: Mapping[str, Any]) -> None:
         self.path = path
         self.size = 0
+        self._lock = threading.Lock()  # fsync in a thread never meets a closed or reused fd
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
         try:
             self.append(encode_header(metadata))
@@ -53,10 +55,23 @@ class JournalFile:
         return written
 
     def sync(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
+        """fsync (from any thread; a file closed meanwhile is left alone)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+
+    def finish(self) -> None:
+        """fsync and close: the journal is complete on disk."""
+        with self._lock:
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+        with self._lock:
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)

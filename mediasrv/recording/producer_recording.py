@@ -117,8 +117,8 @@ class ProducerRecording:
         return self.file.append_from(self.sink)
 
     def stop(self, reason: str) -> None:
-        """Stop forwarding to the journal, write the last records and close the file (errors
-        are logged: the journal up to them is valid)."""
+        """Stop forwarding to the journal and write the last records (errors are logged: the
+        journal up to them is valid); ``file.finish()`` then fsyncs and closes it."""
         if self.stopped is not None:
             return
         self.stopped = time.time()
@@ -128,12 +128,10 @@ class ProducerRecording:
         try:
             self.event({"event": "stop", "reason": reason})
             self.flush(note_state=False)
-            self.file.sync()
         except OSError as exc:
             log.error("recording of %s: last write failed: %s", self.producer.id, exc)
         finally:
-            self.sink.close()
-            self.file.close()
+            self.sink.close()  # the file is fsynced and closed by its recording, in a thread
 
     def stats(self) -> dict[str, Any]:
         return {

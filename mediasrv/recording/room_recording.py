@@ -11,18 +11,21 @@ recording with its reason; forwarding never notices.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediasrv.events import Emitter
+from mediasrv.recording.journal_file import JournalFile
 from mediasrv.recording.producer_recording import ProducerRecording
 from mediasrv.tasks import spawn
 
@@ -37,9 +40,15 @@ MANIFEST = "recording.json"
 
 
 def room_directory(room_id: str) -> str:
-    """A room id as one safe path component."""
+    """A room id as one safe path component (percent-encoded; a long one cut and given a
+    hash, so that it stays under the file systems' 255-byte name limit)."""
     name = quote(room_id, safe="")
-    return name if name not in ("", ".", "..") else f"room-{name.replace('.', '%2E')}"
+    if name in ("", ".", ".."):
+        name = f"room-{name.replace('.', '%2E')}"
+    if len(name) > 200:
+        digest = hashlib.sha256(room_id.encode("utf-8")).hexdigest()[:16]
+        name = f"{name[:180].rstrip('%0123456789ABCDEF')}-{digest}"
+    return name
 
 
 def write_json_atomically(path: Path, value: Any) -> None:
@@ -57,9 +66,13 @@ def write_json_atomically(path: Path, value: Any) -> None:
         os.close(directory)
 
 
-def _sync_all(journals: list[ProducerRecording]) -> None:
-    for journal in journals:
-        journal.file.sync()
+def _sync_all(files: list[JournalFile]) -> None:
+    for file in files:
+        file.sync()
+
+
+def _name(work: Callable[[], object]) -> str:
+    return getattr(work, "__name__", "file work").replace("<lambda>", "a write")
 
 
 class Recording(Emitter):
@@ -91,8 +104,12 @@ class Recording(Emitter):
         self._synced_at = time.monotonic()
         # the server's totals (bytes, dropped, write_errors) for its metrics
         self.totals: Counter[str] = room.server.recording_totals
-        self._write_manifest()
-        self._task = spawn(self._run(), f"recording {self.id}")
+        # fsyncs, closes and manifest writes run in a thread, one after another, so that the
+        # event loop (and the data plane on it) never waits for the disk
+        self._io_lock = asyncio.Lock()
+        self._io: set[asyncio.Task[None]] = set()
+        self._save_manifest()
+        self._task = spawn(self._run(), f"recording {self.id}", detached=True)
 
     @property
     def active(self) -> bool:
@@ -134,11 +151,41 @@ class Recording(Emitter):
 
     def _journal_ended(self, journal: ProducerRecording, reason: str) -> None:
         if journal.stopped is None:
-            written = journal.file.size
-            journal.stop(reason)
-            self.totals["bytes"] += journal.file.size - written
+            self._stop_journal(journal, reason)
             self._save_manifest()
             self.emit("journalstop", journal)
+
+    def _stop_journal(self, journal: ProducerRecording, reason: str) -> None:
+        written, dropped = journal.file.size, journal.sink.dropped
+        journal.stop(reason)  # the last records written (to the page cache) here
+        self.totals["bytes"] += journal.file.size - written
+        self.totals["dropped"] += journal.sink.dropped - dropped
+        self._in_thread(journal.file.finish)  # fsync and close
+
+    # ---- the disk, off the event loop ----
+
+    def _in_thread(self, work: Callable[[], object]) -> None:
+        """Run blocking file work in a thread, after the work scheduled before it."""
+
+        async def run() -> None:
+            async with self._io_lock:
+                try:
+                    await asyncio.to_thread(work)
+                except OSError as exc:
+                    self.write_errors += 1
+                    self.totals["write_errors"] += 1
+                    log.error("recording %s: %s failed: %s", self.id, _name(work), exc)
+                    if self.active:
+                        self.stop(f"write_error: {exc.strerror or exc}")
+
+        task = spawn(run(), f"recording {self.id} io", detached=True)
+        self._io.add(task)
+        task.add_done_callback(self._io.discard)
+
+    async def settled(self) -> None:
+        """Wait until every fsync, close and manifest write scheduled so far is done."""
+        while self._io:
+            await asyncio.gather(*list(self._io), return_exceptions=True)
 
     # ---- writing ----
 
@@ -169,22 +216,13 @@ class Recording(Emitter):
         now = time.monotonic()
         if interval and written and now - self._synced_at >= interval:
             self._synced_at = now
-            try:
-                await asyncio.to_thread(_sync_all, written)
-            except OSError as exc:
-                self.write_errors += 1
-                self.totals["write_errors"] += 1
-                self.stop(f"write_error: {exc.strerror or exc}")
+            files = [journal.file for journal in written]
+            self._in_thread(lambda: _sync_all(files))
 
     def _save_manifest(self) -> None:
-        try:
-            self._write_manifest()
-        except OSError as exc:
-            self.write_errors += 1
-            log.error("recording %s: the manifest could not be written: %s", self.id, exc)
-
-    def _write_manifest(self) -> None:
-        write_json_atomically(self.directory / MANIFEST, self.manifest())
+        """The manifest as it is now, written (fsynced, renamed) in the file thread."""
+        path, manifest = self.directory / MANIFEST, self.manifest()
+        self._in_thread(lambda: write_json_atomically(path, manifest))
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -212,9 +250,7 @@ class Recording(Emitter):
         self._task.cancel()
         for journal in list(self.journals.values()):
             if journal.active:
-                written = journal.file.size
-                journal.stop(reason)
-                self.totals["bytes"] += journal.file.size - written
+                self._stop_journal(journal, reason)
         self.room.server.recordings_stopped[reason.split(":")[0]] += 1
         self._save_manifest()
         log.info("recording %s of room %r stopped: %s", self.id, self.room.id, reason)
