@@ -15,7 +15,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from mediasrv.blocking_thread import BlockingThread
 from mediasrv.plugin import Denied, Plugin, Setting
 from mediasrv.room import Room
 from mediasrv.tasks import spawn
@@ -187,7 +187,8 @@ class ChatPlugin(Plugin):
     def __init__(self, server: Any, config: Any) -> None:
         super().__init__(server, config)
         self.store: ChatStore | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mediasrv-chat")
+        self._thread = BlockingThread("mediasrv-chat")
+        self._thread.start()
         self._policies: list[Policy] = []
         self._moderators: list[Moderator] = []
         self._members: dict[str, dict[str, _Member]] = {}  # room id -> peer id -> member
@@ -241,8 +242,8 @@ class ChatPlugin(Plugin):
             self._purger.cancel()
         if self.store is not None:
             store = self.store
-            await asyncio.get_running_loop().run_in_executor(self._executor, store.close)
-        self._executor.shutdown(wait=True)
+            await self._thread.call(store.close)
+        self._thread.shutdown()
 
     async def purge(self) -> int:
         """Delete what retention allows; how many messages."""
@@ -271,7 +272,7 @@ class ChatPlugin(Plugin):
         """Run a store call on the store's single thread (calls run in the order made)."""
         store = self.store
         assert store is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, store)
+        return await self._thread.call(work, store)
 
     # ---- peers and channels ----
 

@@ -19,11 +19,9 @@ minor decides for themselves removes the peers acting on it at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +30,7 @@ from mediasrv_strongauth.audit import AuditEntry
 from mediasrv_strongauth.identity_code import is_identity_code
 from mediasrv_strongauth.plugin import StrongAuthPlugin
 
+from mediasrv.blocking_thread import BlockingThread
 from mediasrv.plugin import (
     Denied,
     Identity,
@@ -184,7 +183,7 @@ class ProxyPlugin(Plugin):
 
             self.hpa = HpaFlow(self)
             self.sources.append(self.hpa)
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = BlockingThread("proxy-store")
         self.counts: dict[str, int] = {}
 
     # ---- life ----
@@ -197,7 +196,7 @@ class ProxyPlugin(Plugin):
                 "strongly, and every decision goes to its audit trail)"
             )
         self.strongauth = strongauth
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proxy-store")
+        self._thread.start()
         path = self.config["database"]
         try:
             self.store = await self.db(GrantStore, path)
@@ -216,16 +215,11 @@ class ProxyPlugin(Plugin):
         if self.store is not None:
             await self.db(self.store.close)
             self.store = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._thread.shutdown()
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run grant store work (SQLite, fsync) on the store's thread."""
-        if self._executor is None:
-            raise RuntimeError("proxy is not set up (the server has not started)")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return await self._thread.call(fn, *args, **kwargs)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1

@@ -22,7 +22,6 @@ import hmac
 import logging
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from mediasrv.blocking_thread import BlockingThread
 from mediasrv.plugin import (
     Denied,
     Identity,
@@ -199,7 +199,7 @@ class StrongAuthPlugin(Plugin):
         )
         self.clock: Callable[[], float] = time.time
         self.audit: AuditLog | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = BlockingThread("strongauth-audit")
         self._pending: set[asyncio.Task[None]] = set()
         self.counts: dict[str, int] = {}  # decisions and refusal codes
 
@@ -223,7 +223,7 @@ class StrongAuthPlugin(Plugin):
     # ---- life ----
 
     async def setup(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strongauth-audit")
+        self._thread.start()
         cipher = ProofCipher(self.config["subject_salt"])
         path = self.config["audit_db"]
         try:
@@ -242,16 +242,11 @@ class StrongAuthPlugin(Plugin):
         if self.audit is not None:
             await self.audit_call(self.audit.close)
             self.audit = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._thread.shutdown()
 
     async def audit_call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking audit work (SQLite, fsync) on the audit thread."""
-        if self._executor is None:
-            raise RuntimeError("strongauth is not set up (the server has not started)")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return await self._thread.call(fn, *args, **kwargs)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
