@@ -20,8 +20,6 @@ logged with the caller's address.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from aiohttp import web
 
 from mediasrv.admin_openapi import OPENAPI
 from mediasrv.consumer import set_preferred_layers
+from mediasrv.http_json import BadRequest, bearer_ok, error, read_object, unauthorized
 from mediasrv.plugin import Denied
 from mediasrv.room import RecordingError, Room
 
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mediasrv.admin")
 
-MAX_BODY = 16 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATUS = {
     "already_recording": 409,
@@ -49,56 +47,26 @@ STATUS = {
 }
 
 
-class AdminError(Exception):
+class AdminError(BadRequest):
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+        super().__init__(message, status, code)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise AdminError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
-    raw = b""
-    while len(raw) <= MAX_BODY:  # the whole body, however it was split, up to the limit
-        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
-        if not chunk:
-            break
-        raw += chunk
-    if len(raw) > MAX_BODY:
-        raise AdminError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise AdminError(400, "invalid_json", "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise AdminError(400, "invalid_json", "the body is not a JSON object")
-    return value
+    return await read_object(request, empty_ok=True)
 
 
 def admin_routes(server: MediaServer, token: str) -> list[web.RouteDef]:
     def guarded(handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), token.encode()
-            ):
-                return web.json_response(
-                    {"error": "unauthorized", "message": "a valid bearer token is required"},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="mediasrv-admin"'},
-                )
+            if not bearer_ok(request, token):
+                return unauthorized("mediasrv-admin")
             try:
                 return await handler(request)
-            except AdminError as exc:
-                return _error(exc.status, exc.code, exc.message)
+            except BadRequest as exc:
+                return error(exc.status, exc.code, exc.message)
 
         return run
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from mediasrv import __version__, _core
+from mediasrv.http_json import bearer_ok
 from mediasrv.signaling import websocket_handler
 
 if TYPE_CHECKING:
@@ -38,16 +38,12 @@ def metrics_handler(server: MediaServer) -> Callable[[web.Request], Awaitable[we
     token = server.config.metrics.token
 
     async def metrics(request: web.Request) -> web.Response:
-        if token is not None:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), token.encode()
-            ):
-                return web.Response(
-                    status=401,
-                    text="a valid bearer token is required\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="mediasrv-metrics"'},
-                )
+        if token is not None and not bearer_ok(request, token):
+            return web.Response(
+                status=401,
+                text="a valid bearer token is required\n",
+                headers={"WWW-Authenticate": 'Bearer realm="mediasrv-metrics"'},
+            )
         return web.Response(body=server.metrics_text(), content_type="text/plain", charset="utf-8",
                             headers={"X-Prometheus-Format": "0.0.4"})  # fmt: skip
 

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from mediasrv_strongauth.identity_code import age_on, birthdate_of, is_identity_code
 
+from mediasrv.http_json import BadRequest, bearer_ok, error, read_object, unauthorized
 from mediasrv.plugin import Denied, Identity
 from mediasrv_proxy.basis import Basis
 from mediasrv_proxy.grant import Grant
 from mediasrv_proxy.rules import ADULT_AGE
 from mediasrv_proxy.store import grant_fields
-from mediasrv_proxy.web_json import BadRequest, bearer_ok, error, read_object, unauthorized
 
 if TYPE_CHECKING:
     from mediasrv_proxy.plugin import ProxyPlugin

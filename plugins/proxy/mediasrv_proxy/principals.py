@@ -21,9 +21,9 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from mediasrv.http_json import BadRequest, error, read_object
 from mediasrv.plugin import Denied, Identity
 from mediasrv_proxy.store import grant_fields
-from mediasrv_proxy.web_json import BadRequest, error, read_object
 
 if TYPE_CHECKING:
     from mediasrv_proxy.plugin import ProxyPlugin

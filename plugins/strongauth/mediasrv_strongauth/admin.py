@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from mediasrv.http_json import BadRequest, read_object
 from mediasrv_strongauth.audit import COLUMNS, MAX_LIMIT, utc_text
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ log = logging.getLogger("mediasrv.plugins.strongauth")
 
 PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_LIMIT = 100
-MAX_BODY = 16 * 1024
 # every column but the encrypted proof (shown only when asked for by identity code)
 SHOWN_COLUMNS = tuple(column for column in COLUMNS if column != "proof")
 
@@ -195,17 +195,10 @@ def admin_routes(plugin: StrongAuthPlugin) -> list[web.RouteDef]:
     async def post_audit(request: web.Request) -> web.Response:
         if not authorized(request):
             return unauthorized(request)
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
         try:
-            fields = json.loads(body)
-        except (ValueError, RecursionError):
-            return _error(400, "the body is not JSON")
-        if not isinstance(fields, dict):
-            return _error(400, "the body is not a JSON object")
+            fields = await read_object(request)
+        except BadRequest as bad:
+            return _error(bad.status, bad.message)
         return await query(request, fields)
 
     async def verify(request: web.Request) -> web.Response:
