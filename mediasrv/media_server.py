@@ -39,6 +39,7 @@ class MediaServer(Emitter):
         self.workers: list[Worker] = []
         self.rooms: dict[str, Room] = {}
         self._runner: web.AppRunner | None = None
+        self._app: web.Application | None = None
         self.signaling_sessions: set[web.WebSocketResponse] = set()
         self.rejected: Counter[str] = Counter()  # requests refused, by reason
         # recordings: bytes written, records dropped, write errors (all recordings so far)
@@ -58,6 +59,18 @@ class MediaServer(Emitter):
         self.loop_lag = LoopLagMonitor(self.metrics)
         self._metrics_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def app(self) -> web.Application:
+        """The HTTP application: signaling, the client SDK, health, metrics, admin API and the
+        plugins' routes (mounted at start). An embedding service adds its own routes or
+        sub-applications here before :meth:`start` (paths outside ``/ws``, ``/client``,
+        ``/admin``, ``/plugins`` and the health checks)."""
+        if self._app is None:
+            from mediasrv.http_app import create_app
+
+            self._app = create_app(self)
+        return self._app
 
     @property
     def ready(self) -> bool:
@@ -91,9 +104,7 @@ class MediaServer(Emitter):
                 "(development default; set tokens before exposing the server)"
             )
         if http:
-            from mediasrv.http_app import create_app
-
-            app = create_app(self)
+            app = self.app
             self.plugins.mount(app)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()

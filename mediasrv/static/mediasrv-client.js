@@ -759,6 +759,7 @@ export class Client extends Emitter {
  *     client.chat.on('message', (message) => ...);     // {id, from: {peerId, displayName}, text, ts}
  *     client.chat.history;                              // every message seen, by id order
  *     const fileId = await client.chat.upload(file);     // a Blob/File attachment (image, PDF)
+ *     const url = await client.chat.fileUrl(message.attachment.sha256);  // a signed download URL
  *
  * Events: `message`, `system`, `typing`, `read`, `delivered`, `refused` (errors not tied to a
  * request).
@@ -885,6 +886,16 @@ export class Chat extends Emitter {
     return this._request({ type: 'delete', id });
   }
 
+  /**
+   * A short-lived URL of one of this room's attachments (for a link or an image), by the
+   * `sha256` of the message's `attachment`; rejects with `.code` (e.g. `download_denied`).
+   * @param {string} sha256
+   * @returns {Promise<string>} a path on the server, signed, valid for the chat plugin's url_seconds
+   */
+  fileUrl(sha256) {
+    return this._request({ type: 'file-url', sha256 });
+  }
+
   typing() {
     this._write({ type: 'typing' });
   }
@@ -926,6 +937,12 @@ export class Chat extends Emitter {
       return;
     }
     const pending = message.clientId ? this._pending.get(message.clientId) : null;
+    if (message.type === 'file-url' && pending) {
+      clearTimeout(pending.timer);
+      this._pending.delete(message.clientId);
+      pending.resolve(message.url);
+      return;
+    }
     if (message.type === 'ack' || (message.type === 'error' && pending)) {
       if (!pending) return;
       clearTimeout(pending.timer);
