@@ -12,6 +12,12 @@ administrator read and check it (:mod:`mediasrv_strongauth.admin`).
 The national identity code never leaves this plugin in clear: the subject is
 HMAC-SHA256(subject_salt, code) in hex (first 32 characters), the code is not logged, and the
 token kept as proof is stored encrypted. See plugins/strongauth/README.md.
+
+Join tickets (:meth:`StrongAuthPlugin.issue_ticket`) let an application that identified a
+person once (:meth:`StrongAuthPlugin.verify_person`) let them join a room later, and rejoin after
+a network drop, without a fresh ID token: a ticket is a random single-use join ``token``
+(``msat.`` + 43 characters) kept in memory only, and each join by ticket is audited as an
+``accepted`` record whose ``ref`` is the identification it stands on.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
+import secrets
 import sqlite3
 import time
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -70,6 +79,9 @@ FAMILY_NAME_CLAIMS = ("urn:oid:2.5.4.4", "family_name")
 BIRTHDATE_CLAIMS = ("urn:oid:1.3.6.1.5.5.7.9.1", "birthdate")
 MAX_DISPLAY_NAME = 128
 MAX_IDENTITY_CODE = 256
+TICKET_PREFIX = "msat."  # a join token with this prefix is a join ticket, not an ID token
+MAX_TICKETS = 10000  # outstanding join tickets at most (each is a few hundred bytes)
+MAX_TICKET_SECONDS = 3600.0
 
 
 def _secure_uri(uri: object) -> bool:
@@ -125,6 +137,24 @@ def _birthdate(claims: Mapping[str, Any], identity_code: str) -> str | None:
                 continue
     born = birthdate_of(identity_code)
     return born.isoformat() if born is not None else None
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    """An outstanding join ticket: whom it admits, to which room, until when."""
+
+    identity: Identity  # a copy, taken when the ticket was issued
+    room: str
+    expires_at: float  # plugin clock (unix seconds)
+
+    @property
+    def record(self) -> int:
+        """The audit record of the identification the ticket stands on."""
+        return int(self.identity.claims["audit_record"])
+
+
+def _is_ticket(token: object) -> bool:
+    return isinstance(token, str) and token.startswith(TICKET_PREFIX)
 
 
 class StrongAuthPlugin(Plugin):
@@ -202,6 +232,7 @@ class StrongAuthPlugin(Plugin):
         self._thread = BlockingThread("strongauth-audit")
         self._pending: set[asyncio.Task[None]] = set()
         self.counts: dict[str, int] = {}  # decisions and refusal codes
+        self._tickets: dict[str, _Ticket] = {}  # join tickets (in memory only, never logged)
 
     @staticmethod
     def _decryption_key(path: str) -> RSAKey | None:
@@ -254,6 +285,8 @@ class StrongAuthPlugin(Plugin):
     # ---- the gate ----
 
     async def authenticate(self, request: JoinRequest) -> Identity | None:
+        if _is_ticket(request.token):
+            return await self._redeem_ticket(request)
         try:
             token = await self.verifier.verify(request.token)
             identity_code = self._check_person(token)
@@ -397,6 +430,7 @@ class StrongAuthPlugin(Plugin):
                 "acr": claims.get("acr"),
                 "amr": _amr(claims.get("amr")),
                 "auth_time": _int_or_none(claims.get("auth_time")),
+                "nonce": _str_or_none(claims.get("nonce")),
                 "audit_record": record_id,
             },
             private={
@@ -406,12 +440,23 @@ class StrongAuthPlugin(Plugin):
         )
 
     async def _audit_refusal(
-        self, request: JoinRequest, refused: Refused, purpose: str | None = None
+        self,
+        request: JoinRequest,
+        refused: Refused,
+        purpose: str | None = None,
+        *,
+        ticket: _Ticket | None = None,
     ) -> None:
+        """Count and record a refusal. For a join ticket (``request.token`` is one) the ticket
+        is never the proof; ``ticket`` is the ticket found, if it was known (expired, another
+        room): the record names its person and points to its identification then."""
         self._count(refused.code)
-        proof = refused.proof or (
-            request.token[:MAX_TOKEN] if isinstance(request.token, str) else ""
-        )
+        if _is_ticket(request.token):
+            proof = ""
+        else:
+            proof = refused.proof or (
+                request.token[:MAX_TOKEN] if isinstance(request.token, str) else ""
+            )
         entry = self._entry(
             request,
             refused.claims,
@@ -420,6 +465,13 @@ class StrongAuthPlugin(Plugin):
             proof=proof,
             detail={"purpose": purpose} if purpose else None,
         )
+        if _is_ticket(request.token):
+            entry = replace(
+                entry,
+                detail={"via": "ticket"},
+                subject=ticket.identity.subject if ticket is not None else None,
+                ref=ticket.record if ticket is not None else None,
+            )
         log.info(
             "strongauth: refused %s from %s for room %r%s",
             refused.code,
@@ -434,6 +486,119 @@ class StrongAuthPlugin(Plugin):
             await self.audit_call(self.audit.append, entry, now=self.clock())
         except Exception as exc:  # the refusal stands either way
             log.error("strongauth: could not record a refusal: %s", type(exc).__name__)
+
+    # ---- join tickets ----
+
+    def issue_ticket(self, identity: Identity, room: str, *, seconds: float = 120.0) -> str:
+        """A single-use join ticket for a person this plugin identified (``verify_person``, or
+        a peer's identity after a join): the ``token`` of one ``join`` of ``room`` within
+        ``seconds`` (1..3600). The join is audited as ``accepted`` with ``ref`` = the
+        identity's ``audit_record`` and ``detail.via = "ticket"``. Tickets live in memory only
+        (a restart voids them); at most :data:`MAX_TICKETS` are outstanding (RuntimeError)."""
+        if not isinstance(identity, Identity) or identity.plugin not in ("", self.name):
+            raise ValueError("join tickets are issued only for identities strongauth established")
+        record = identity.claims.get("audit_record")
+        if not isinstance(record, int) or isinstance(record, bool):
+            raise ValueError(
+                "the identity has no audit_record: it was not established by strongauth"
+            )
+        if not isinstance(room, str) or not room:
+            raise ValueError("room must be a non-empty string")
+        if (
+            not isinstance(seconds, (int, float))
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or not 1 <= seconds <= MAX_TICKET_SECONDS
+        ):
+            raise ValueError(f"seconds must be a number from 1 to {MAX_TICKET_SECONDS:g}")
+        now = self.clock()
+        self._sweep_tickets(now)
+        if len(self._tickets) >= MAX_TICKETS:
+            raise RuntimeError("too many outstanding join tickets")
+        kept = replace(identity, claims=dict(identity.claims), private=dict(identity.private))
+        ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+        self._tickets[ticket] = _Ticket(kept, room, now + seconds)
+        self._count("ticket_issued")
+        log.info(
+            "strongauth: issued a join ticket for subject %s, room %r, %g s (record %d)",
+            identity.subject,
+            room,
+            seconds,
+            record,
+        )
+        return ticket
+
+    def _sweep_tickets(self, now: float) -> None:
+        expired = [t for t, ticket in self._tickets.items() if now >= ticket.expires_at]
+        for t in expired:
+            del self._tickets[t]
+
+    def _check_ticket(self, ticket: _Ticket | None, request: JoinRequest) -> _Ticket:
+        """The ticket found for this join, if it may admit it; Refused otherwise."""
+        if ticket is None:
+            raise Refused("ticket_invalid", "the join ticket is unknown or has already been used")
+        claims = dict(ticket.identity.claims)  # the identification's, for the refusal record
+        if self.clock() >= ticket.expires_at:
+            raise Refused("ticket_expired", "the join ticket has expired", claims=claims)
+        if ticket.room != request.room:
+            raise Refused(
+                "ticket_room", "the join ticket was issued for another room", claims=claims
+            )
+        return ticket
+
+    async def _redeem_ticket(self, request: JoinRequest) -> Identity:
+        """A join by ticket: the ticket is used up whatever the outcome; the join is audited as
+        ``accepted`` with ``ref`` = the identification the ticket stands on."""
+        found = self._tickets.pop(request.token, None)
+        try:
+            ticket = self._check_ticket(found, request)
+        except Refused as refused:
+            await self._audit_refusal(request, refused, ticket=found)
+            raise
+        identity = ticket.identity
+        c = identity.claims
+        entry = AuditEntry(
+            decision="accepted",
+            room=request.room,
+            remote=request.remote,
+            iss=_str_or_none(c.get("iss")),
+            sub=_str_or_none(c.get("sub")),
+            acr=_str_or_none(c.get("acr")),
+            amr=_amr(c.get("amr")),
+            auth_time=_int_or_none(c.get("auth_time")),
+            subject=identity.subject,
+            ref=ticket.record,
+            detail={"via": "ticket"},
+        )
+        try:
+            if self.audit is None:
+                raise RuntimeError("strongauth is not set up (the server has not started)")
+            record_id, _ = await self.audit_call(self.audit.append, entry, now=self.clock())
+        except Exception as exc:
+            self._count("audit_unavailable")
+            log.error("strongauth: the audit trail refused a record: %s", type(exc).__name__)
+            raise Denied(
+                "audit_unavailable",
+                "the join could not be recorded in the audit trail; try again later",
+            ) from None
+        self._count("accepted")
+        log.info(
+            "strongauth: admitted subject %s by join ticket for room %r from %s "
+            "(record %d, identification %d)",
+            identity.subject,
+            request.room,
+            request.remote,
+            record_id,
+            ticket.record,
+        )
+        return Identity(
+            subject=identity.subject,
+            display_name=identity.display_name,
+            roles=identity.roles,
+            method=identity.method,
+            claims={**identity.claims, "audit_record": record_id},
+            private=dict(identity.private),
+        )
 
     # ---- joins and leaves of identified peers ----
 
@@ -524,7 +689,9 @@ class StrongAuthPlugin(Plugin):
             await self._audit_refusal(request, failure, purpose)
             raise failure from None
         claims = verified.claims
-        entry = self._entry(request, claims, decision="verified", detail={"purpose": purpose})
+        entry = self._entry(
+            request, claims, decision="verified", proof=verified.signed, detail={"purpose": purpose}
+        )
         try:
             record_id = await self.record(entry)
         except Exception as exc:

@@ -246,7 +246,8 @@ def test_a_valid_loa2_token_joins_with_a_pseudonymous_identity(
             assert identity.display_name == "Tero Testi" == peer.display_name
             assert identity.roles == frozenset({"client"})
             assert identity.method == loa.FTN_LOA2
-            assert set(identity.claims) == {"iss", "sub", "acr", "amr", "auth_time", "audit_record"}
+            assert set(identity.claims) == {"iss", "sub", "acr", "amr", "auth_time", "nonce",
+                                           "audit_record"}  # fmt: skip
             assert identity.claims["amr"] == ["nordea"]
             # the national identity code is nowhere in what the client or the peer sees
             assert HETU not in response["raw"] and HETU not in repr(identity)
