@@ -10,8 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
-# chromium and ffmpeg: real clients of the end-to-end tests (see ../shared/TESTING.md)
-APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg
+# chromium and ffmpeg: real clients of the end-to-end tests (see ../shared/TESTING.md);
+# nodejs and npm: install the browser-test tools (axe-core, see package.json)
+APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg nodejs npm
 LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 
@@ -26,7 +27,9 @@ help:
 
 sysdeps:
 	@missing=""; \
-	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(APT_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || { [ $$p = npm ] && command -v npm >/dev/null; } || missing="$$missing $$p"; \
+	done; \
 	$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	$(PYTHON) -c 'import os,sys,sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 		|| missing="$$missing python3-dev"; \
@@ -65,7 +68,13 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: build lint typecheck
+# browser-test tools from package-lock.json (axe-core for the accessibility checks)
+node_modules/.stamp: package.json package-lock.json
+	$(MAKE) sysdeps
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: build lint typecheck node_modules/.stamp
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 run: build
