@@ -17,7 +17,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -227,10 +227,10 @@ class AppointmentBook:
         return found[0] if found else None
 
     def calendar(self, organizer: str, start: datetime, end: datetime) -> list[Appointment]:
-        """A professional's appointments starting in [start, end)."""
+        """A professional's appointments starting in [start, end): organized or invited to."""
         return self._select(
-            "organizer = ? AND starts_at >= ? AND starts_at < ?",
-            (organizer, _iso(start), _iso(end)),
+            "(organizer = ? OR participants LIKE ?) AND starts_at >= ? AND starts_at < ?",
+            (organizer, f'%"{organizer}"%', _iso(start), _iso(end)),
         )
 
     def _move(self, appointment_id: str, to: Status, allowed: tuple[Status, ...],
@@ -277,6 +277,48 @@ class AppointmentBook:
     def _sign(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sign_parts(self, kind: str, *parts: str) -> str:
+        """A token of other links of a visit (e.g. ``survey``): the parts, signed."""
+        body = ".".join((kind, *parts))
+        return f"{'.'.join(parts)}.{self._sign(body)}"
+
+    def check_parts(self, kind: str, token: str, count: int) -> list[str]:
+        """The ``count`` parts of a ``sign_parts`` token; AppointmentError if it is not one."""
+        parts = token.split(".") if isinstance(token, str) and len(token) <= 200 else []
+        if len(parts) != count + 1 or not all(parts):
+            raise AppointmentError("the link is not valid")
+        if not hmac.compare_digest(parts[-1], self._sign(".".join((kind, *parts[:-1])))):
+            raise AppointmentError("the link is not valid")
+        return parts[:-1]
+
+    def bind(self, appointment_id: str, participant_id: str, subject: str) -> Appointment:
+        """Give an invitation's participant (invited by link) the person who redeemed it."""
+        current = self.get(appointment_id)
+        if current is None:
+            raise AppointmentError("no such appointment")
+        people = list(current.participants)
+        index = next((i for i, p in enumerate(people) if p.id == participant_id), None)
+        if index is None:
+            raise AppointmentError("no such participant in this appointment")
+        if people[index].subject not in (None, subject):
+            raise AppointmentError("this invitation belongs to someone else")
+        people[index] = replace(people[index], subject=subject)
+        with self._lock:
+            self._db.execute(
+                "UPDATE appointments SET participants = ? WHERE id = ?",
+                (json.dumps([_participant_json(p) for p in people]), appointment_id),
+            )
+        bound = self.get(appointment_id)
+        assert bound is not None
+        return bound
+
+    def of_person(self, subject: str) -> list[Appointment]:
+        """Appointments where this person is the organizer or a participant (or is acted
+        for), newest first."""
+        pattern = f'%"{subject}"%'
+        found = self._select("organizer = ? OR participants LIKE ?", (subject, pattern))
+        return sorted(found, key=lambda a: a.starts_at, reverse=True)
 
     def redeem(self, token: str, now: datetime) -> tuple[Appointment, Participant]:
         """The appointment and participant of an invitation; AppointmentError saying why not."""

@@ -1,0 +1,122 @@
+"""The waiting room of each visit: who is waiting, held (with a message from the professional),
+admitted or denied. Professionals watch it and decide; clients watch their own entry.
+
+Watchers get the whole snapshot after every change (a queue each, bounded: a watcher that
+does not read loses old snapshots, never the latest)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ACTIONS = ("admit", "deny", "hold")
+MAX_MESSAGE = 300
+MAX_WAITING = 50
+
+
+class LobbyError(ValueError):
+    """A refused waiting-room action; the message says why."""
+
+
+@dataclass
+class Entry:
+    participantId: str
+    name: str
+    role: str
+    actingFor: str
+    state: str = "waiting"  # waiting | held | admitted | denied | left
+    message: str = ""
+    since: float = 0.0
+
+
+class Lobby:
+    def __init__(self, appointment_id: str) -> None:
+        self.appointment_id = appointment_id
+        self.entries: dict[str, Entry] = {}
+        self._watchers: set[asyncio.Queue[list[dict[str, Any]]]] = set()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [asdict(e) for e in sorted(self.entries.values(), key=lambda e: e.since)]
+
+    def _changed(self) -> None:
+        snap = self.snapshot()
+        for queue in self._watchers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(snap)
+
+    def watch(self) -> asyncio.Queue[list[dict[str, Any]]]:
+        queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=4)
+        queue.put_nowait(self.snapshot())
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
+        self._watchers.discard(queue)
+
+    def arrive(self, participant_id: str, name: str, role: str, acting_for: str = "") -> Entry:
+        """A participant enters (or comes back to) the waiting room. An admitted participant
+        stays admitted (a reload or a dropped connection does not send them back)."""
+        entry = self.entries.get(participant_id)
+        if entry is not None and entry.state in ("admitted", "denied", "held"):
+            entry.name, entry.actingFor = name, acting_for
+            self._changed()
+            return entry
+        waiting = sum(1 for e in self.entries.values() if e.state in ("waiting", "held"))
+        if entry is None and waiting >= MAX_WAITING:
+            raise LobbyError("the waiting room is full")
+        entry = Entry(participant_id, name, role, acting_for, "waiting", "", time.time())
+        self.entries[participant_id] = entry
+        self._changed()
+        return entry
+
+    def left(self, participant_id: str) -> None:
+        """The participant closed the waiting room page before being admitted."""
+        entry = self.entries.get(participant_id)
+        if entry is not None and entry.state in ("waiting", "held"):
+            entry.state = "left"
+            self._changed()
+
+    def decide(self, participant_id: str, action: str, message: str = "") -> Entry:
+        entry = self.entries.get(participant_id)
+        if entry is None or entry.state == "left":
+            raise LobbyError("that participant is not in the waiting room")
+        if action not in ACTIONS:
+            raise LobbyError(f"action must be one of {', '.join(ACTIONS)}")
+        if not isinstance(message, str) or len(message) > MAX_MESSAGE:
+            raise LobbyError(f"the message is a text of at most {MAX_MESSAGE} characters")
+        if action == "hold" and not message.strip():
+            raise LobbyError("holding someone needs a message for them")
+        entry.state = {"admit": "admitted", "deny": "denied", "hold": "held"}[action]
+        entry.message = message.strip()
+        self._changed()
+        return entry
+
+    def admitted(self, participant_id: str) -> bool:
+        entry = self.entries.get(participant_id)
+        return entry is not None and entry.state == "admitted"
+
+    def close(self) -> None:
+        """The visit ended: everyone still waiting is told."""
+        for entry in self.entries.values():
+            if entry.state in ("waiting", "held"):
+                entry.state = "ended"
+        self._changed()
+
+
+class Lobbies:
+    def __init__(self) -> None:
+        self._lobbies: dict[str, Lobby] = {}
+
+    def get(self, appointment_id: str) -> Lobby:
+        lobby = self._lobbies.get(appointment_id)
+        if lobby is None:
+            lobby = self._lobbies[appointment_id] = Lobby(appointment_id)
+        return lobby
+
+    def drop(self, appointment_id: str) -> None:
+        lobby = self._lobbies.pop(appointment_id, None)
+        if lobby is not None:
+            lobby.close()
