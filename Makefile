@@ -17,10 +17,11 @@ LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 
 
-.PHONY: help sysdeps libsrtp install build lint typecheck test run bench asan-test clean
+.PHONY: help sysdeps libsrtp install build lint typecheck test run serve bench asan-test clean
 
 help:
-	@echo "make run        start 'mediasrv serve' on $(HOST):$(PORT) with the embedded default config"
+	@echo "make run        start the video visit service demo on http://$(HOST):$(PORT)/visit/"
+	@echo "make serve      start the bare media server ('mediasrv serve') on $(HOST):$(PORT)"
 	@echo "make test       install everything needed, then ruff, mypy and the whole pytest suite"
 	@echo "make bench      microbenchmarks, whole-server, recording and load-generator runs"
 	@echo "make asan-test  build with AddressSanitizer and run the tests once"
@@ -77,7 +78,12 @@ node_modules/.stamp: package.json package-lock.json
 test: build lint typecheck node_modules/.stamp
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# the video visit service demo (examples/visit_service) on the embedded default
 run: build
+	$(PY) -m examples.visit_service --host $(HOST) --port $(PORT)
+
+# the bare media server (no plugins) on the embedded default
+serve: build
 	$(VENV)/bin/mediasrv serve --host $(HOST) --port $(PORT)
 
 bench: build

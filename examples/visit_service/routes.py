@@ -913,7 +913,7 @@ async def statistics(request: web.Request) -> web.Response:
         bar_chart(
             t(lang, "average_minutes"),
             months,
-            [(t(lang, "average_minutes"), average)],
+            [(t(lang, "average"), average)],
             unit="min",
             empty_text=empty,
         ),
@@ -964,11 +964,12 @@ async def statistics(request: web.Request) -> web.Response:
     )
 
 
-def _acr_text(acr: str | None) -> str:
+def _acr_text(lang: str, acr: str | None) -> str:
     if not acr:
         return ""
     level = acr.rsplit("/", 1)[-1]
-    return {"loa2": "substantial (loa2)", "loa3": "high (loa3)"}.get(level, level)
+    names = {"loa2": t(lang, "loa2"), "loa3": t(lang, "loa3")}
+    return f"{names[level]} ({level})" if level in names else level
 
 
 async def access_log(request: web.Request) -> web.Response:
@@ -1024,7 +1025,13 @@ async def access_log(request: web.Request) -> web.Response:
         if appointment is not None:
             what += f" – {appointment.title}"
         rows.append(
-            [local(when.astimezone(UTC)) if when else "", who, what, basis, _acr_text(r["acr"])]
+            [
+                local(when.astimezone(UTC)) if when else "",
+                who,
+                what,
+                basis,
+                _acr_text(lang, r["acr"]),
+            ]
         )
         if len(rows) >= 300:
             break

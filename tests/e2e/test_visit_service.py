@@ -159,6 +159,14 @@ def test_video_visit_from_booking_to_statistics(tmp_path: Path, run) -> None:  #
             back = client.locator("#messages a.attachment", has_text="ohje.png")
             await expect(back).to_have_attribute("href", re.compile("/plugins/chat/files/"))
 
+            # screen share: a second video for the client while it runs
+            await nurse.locator("#share").click()
+            await expect(nurse.locator("#share")).to_have_attribute("aria-pressed", "true")
+            await sees_video(client, 2)
+            await nurse.locator("#share").click()
+            await expect(nurse.locator("#share")).to_have_attribute("aria-pressed", "false")
+            await expect(client.locator("#grid figure.tile")).to_have_count(2)  # own + the nurse
+
             # recording, with the client's consent
             await nurse.locator("#record").click()
             await expect(client.locator("#consent")).to_be_visible()
@@ -204,5 +212,114 @@ def test_video_visit_from_booking_to_statistics(tmp_path: Path, run) -> None:  #
             await expect(row.first).to_contain_text("hoitosuhde")
             await accessible(client, "access log")
             await shot(client, "12-access-log")
+
+    run(asyncio.wait_for(scenario(), TEST_TIMEOUT))
+
+
+def code_of(key: str) -> str:
+    from examples.visit_service.dev_idp import TEST_PEOPLE
+
+    return next(p.identity_code for p in TEST_PEOPLE if p.key == key)
+
+
+NO_SIDEWAYS_SCROLL_JS = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
+
+
+def test_relative_joins_on_behalf_of_an_elderly_client(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    """A home-care call booked for Eino; Raili, who has a mandate, opens his invitation on a
+    phone, is offered to join on his behalf, is shown as "Raili Sukulainen for Eino Vanhus",
+    and Eino's access log shows that she acted for him."""
+
+    async def scenario() -> None:
+        async with visit_service(tmp_path) as service, chromium() as browser:
+            base = service.url
+            nurse = await person_page(browser)
+            relative = await person_page(browser, locale="en-GB", phone=True)
+            await sign_in(nurse, f"{base}/visit/login?next=/visit/pro", "Hanna Hoitaja")
+            links = await book(nurse, base, kind="home_care_call", title="Kotihoidon soitto",
+                               people=[{"role": "client", "name": "Eino Vanhus",
+                                        "code": code_of("elder")}])  # fmt: skip
+            await nurse.get_by_role("link", name=re.compile("Open the visit")).click()
+            await enter(nurse, professional=True)
+
+            await sign_in(relative, links["Eino Vanhus"], "Raili Sukulainen")
+            await expect(relative.locator("#acting")).to_contain_text("on behalf of Eino Vanhus")
+            assert await relative.evaluate(NO_SIDEWAYS_SCROLL_JS), "the device check reflows"
+            await accessible(relative, "device check on a phone")
+            await shot(relative, "20-on-behalf-device-check-phone")
+            await enter(relative, professional=False)
+            entry = nurse.locator("#lobby li", has_text="Raili Sukulainen")
+            await expect(entry).to_contain_text("Eino Vanhus")
+            await nurse.locator("#lobby li button", has_text="Let in").first.click()
+            await expect(nurse.locator("#people")).to_contain_text(
+                "Raili Sukulainen for Eino Vanhus"
+            )
+            await sees_video(nurse, 1)
+            await sees_video(relative, 1)
+            assert await relative.evaluate(NO_SIDEWAYS_SCROLL_JS), "the visit reflows on a phone"
+            await accessible(relative, "visit on a phone")
+            await shot(relative, "21-on-behalf-visit-phone")
+            await shot(nurse, "22-on-behalf-nurse")
+            await nurse.locator("#end").click()
+            await nurse.locator("#end-confirm").click()
+            await expect(relative.locator("#survey-link")).to_be_visible()
+
+            elder = await person_page(browser)
+            await sign_in(elder, f"{base}/visit/log", "Eino Vanhus")
+            acted = elder.locator("tr", has_text="Raili Sukulainen").filter(
+                has_text="acted on your behalf"
+            )
+            await expect(acted.first).to_contain_text("MANDATE")
+            await accessible(elder, "access log of a principal")
+            await shot(elder, "23-elder-access-log")
+
+    run(asyncio.wait_for(scenario(), TEST_TIMEOUT))
+
+
+def test_group_visit_with_four_participants(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    """A nurse, a doctor and two clients in a group visit: each sees the three others; a
+    microphone muted from the keyboard shows on the others' participant lists."""
+
+    async def scenario() -> None:
+        async with visit_service(tmp_path) as service, chromium() as browser:
+            base = service.url
+            nurse = await person_page(browser)
+            await sign_in(nurse, f"{base}/visit/login?next=/visit/pro", "Hanna Hoitaja")
+            links = await book(nurse, base, kind="group_visit", title="Ryhmävastaanotto",
+                               people=[{"role": "professional", "name": "Lauri Lääkäri",
+                                        "code": code_of("doctor")},
+                                       {"role": "client", "name": "Aino Asiakas"},
+                                       {"role": "client", "name": "Paula Vanhempi"}])  # fmt: skip
+            await nurse.get_by_role("link", name=re.compile("Open the visit")).click()
+            await enter(nurse, professional=True)
+            doctor = await person_page(browser)
+            await sign_in(doctor, links["Lauri Lääkäri"], "Lauri Lääkäri")
+            await enter(doctor, professional=True)
+            clients = []
+            for name in ("Aino Asiakas", "Paula Vanhempi"):
+                page = await person_page(browser)
+                await sign_in(page, links[name], name)
+                await enter(page, professional=False)
+                await nurse.get_by_role("button", name=f"Let in: {name}").click()
+                await expect(page.locator("#grid")).to_be_visible()
+                clients.append(page)
+            everyone = [nurse, doctor, *clients]
+            for page in everyone:
+                await sees_video(page, 3)
+                await expect(page.locator("#people-h")).to_contain_text("(4)")
+            await accessible(nurse, "group visit")
+            await shot(nurse, "30-group-visit")
+
+            await nurse.locator("#mute").focus()
+            await nurse.keyboard.press("Enter")
+            await expect(nurse.locator("#mute")).to_have_attribute("aria-pressed", "true")
+            for page in (doctor, *clients):
+                await expect(page.locator("#people li", has_text="Hanna Hoitaja")).to_contain_text(
+                    "microphone muted"
+                )
+            await nurse.locator("#end").click()
+            await nurse.locator("#end-confirm").click()
+            for page in (doctor, *clients):
+                await expect(page.locator("#ended-h")).to_be_visible()
 
     run(asyncio.wait_for(scenario(), TEST_TIMEOUT))

@@ -183,6 +183,7 @@ function refreshPeople() {
 
 let speaker = '';
 function setSpeaker(peerId) {
+  if (client && peerId === client.peerId) return; // the large tile shows someone else
   speaker = peerId;
   const many = (client?.peers.length || 0) > 1;
   for (const tile of tiles.values()) {
