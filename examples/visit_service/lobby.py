@@ -35,7 +35,7 @@ class Lobby:
     def __init__(self, appointment_id: str) -> None:
         self.appointment_id = appointment_id
         self.entries: dict[str, Entry] = {}
-        self._watchers: set[asyncio.Queue[list[dict[str, Any]]]] = set()
+        self._watchers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in sorted(self.entries.values(), key=lambda e: e.since)]
@@ -47,13 +47,13 @@ class Lobby:
                 queue.get_nowait()
             queue.put_nowait(snap)
 
-    def watch(self) -> asyncio.Queue[list[dict[str, Any]]]:
-        queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=4)
+    def watch(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=4)
         queue.put_nowait(self.snapshot())
         self._watchers.add(queue)
         return queue
 
-    def unwatch(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
+    def unwatch(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
         self._watchers.discard(queue)
 
     def arrive(self, participant_id: str, name: str, role: str, acting_for: str = "") -> Entry:
@@ -105,6 +105,13 @@ class Lobby:
                 entry.state = "ended"
         self._changed()
 
+    def hang_up(self) -> None:
+        """The service stops: every watcher gets None (its stream ends)."""
+        for queue in self._watchers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
 
 class Lobbies:
     def __init__(self) -> None:
@@ -116,7 +123,12 @@ class Lobbies:
             lobby = self._lobbies[appointment_id] = Lobby(appointment_id)
         return lobby
 
+    def hang_up(self) -> None:
+        for lobby in self._lobbies.values():
+            lobby.hang_up()
+
     def drop(self, appointment_id: str) -> None:
         lobby = self._lobbies.pop(appointment_id, None)
         if lobby is not None:
-            lobby.close()
+            lobby.close()  # the last snapshot says "ended"
+            lobby.hang_up()

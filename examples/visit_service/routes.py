@@ -44,7 +44,7 @@ log = logging.getLogger("visit")
 e = pages.e
 STATIC = Path(__file__).parent / "static"
 ZONE = ZoneInfo("Europe/Helsinki")
-HEARTBEAT_SECONDS = 15.0
+HEARTBEAT_SECONDS = 5.0  # also how soon a closed waiting-room page is noticed
 SERVICE_KEY: web.AppKey[VisitService] = web.AppKey("visit_service")
 MAX_PARTICIPANTS = 20
 
@@ -632,6 +632,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": heartbeat\n\n")
                 continue
+            if snapshot is None:  # the service stops
+                break
             mine = next((x for x in snapshot if x["participantId"] == seat.participant), None)
             if mine is not None:
                 await sse_send(response, {"state": mine["state"], "message": mine["message"]})
@@ -665,6 +667,8 @@ async def lobby_stream(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": heartbeat\n\n")
                 continue
+            if snapshot is None:  # the service stops
+                break
             await sse_send(response, {"entries": snapshot})
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -159,6 +159,7 @@ class VisitService:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        self.lobbies.hang_up()  # waiting-room streams end, so the HTTP server can stop
         if self.server is not None:
             await self.server.close()
         if self.idp is not None:
