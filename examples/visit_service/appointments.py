@@ -15,12 +15,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from examples.visit_service.sqlite_book import SqliteBook
 
 
 class VisitType(StrEnum):
@@ -147,20 +147,14 @@ def validate(kind: VisitType, minutes: int, participants: list[Participant]) -> 
             raise AppointmentError(f"only a relative acts on behalf of someone ({p.name})")
 
 
-class AppointmentBook:
+class AppointmentBook(SqliteBook):
+    SCHEMA = SCHEMA
+
     def __init__(self, path: str, secret: str) -> None:
         if len(secret) < 16:
             raise AppointmentError("the invitation secret must be at least 16 characters")
         self._key = hashlib.sha256(("mediasrv visit invitations\n" + secret).encode()).digest()
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path)
 
     # ---- appointments ----
 

@@ -3,9 +3,9 @@ pseudonymous subject, so that calendars and access logs can say who (never ident
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from datetime import UTC, datetime
+
+from examples.visit_service.sqlite_book import SqliteBook
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS people (
@@ -17,17 +17,8 @@ CREATE TABLE IF NOT EXISTS people (
 """
 
 
-class PersonDirectory:
-    def __init__(self, path: str) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+class PersonDirectory(SqliteBook):
+    SCHEMA = SCHEMA
 
     def remember(self, subject: str, name: str, *, professional: bool) -> None:
         with self._lock:

@@ -10,12 +10,11 @@ answer. SQLite in WAL mode with ``synchronous=FULL``, as the appointment book.
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from .appointments import MAX_TEXT, VisitType
+from examples.visit_service.appointments import MAX_TEXT, VisitType
+from examples.visit_service.sqlite_book import SqliteBook
 
 MAX_COMMENT = 2000  # characters, after stripping
 MAX_COMMENTS_LISTED = 500
@@ -106,17 +105,8 @@ def _figures(answers: int, promoters: int, passives: int, detractors: int) -> di
     }
 
 
-class FeedbackBook:
-    def __init__(self, path: str) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+class FeedbackBook(SqliteBook):
+    SCHEMA = SCHEMA
 
     def record(
         self,

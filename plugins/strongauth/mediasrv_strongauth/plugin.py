@@ -367,6 +367,26 @@ class StrongAuthPlugin(Plugin):
             **fields,
         )
 
+    async def _append_or_deny(
+        self, entry: AuditEntry, what: str, nonce: NonceClaim | None = None
+    ) -> tuple[int, bool]:
+        """Append a record a join depends on: (id, nonce replayed). When the trail cannot take
+        it the join is refused (``audit_unavailable``): nobody joins unaudited."""
+        try:
+            if self.audit is None:
+                raise RuntimeError("strongauth is not set up (the server has not started)")
+            found: tuple[int, bool] = await self.audit_call(
+                self.audit.append, entry, now=self.clock(), nonce=nonce
+            )
+        except Exception as exc:
+            self._count("audit_unavailable")
+            log.error("strongauth: the audit trail refused a record: %s", type(exc).__name__)
+            raise Denied(
+                "audit_unavailable",
+                f"the {what} could not be recorded in the audit trail; try again later",
+            ) from None
+        return found
+
     async def _accept(
         self, request: JoinRequest, token: VerifiedToken, identity_code: str
     ) -> Identity:
@@ -378,19 +398,7 @@ class StrongAuthPlugin(Plugin):
             nonce=claims["nonce"],
             expires=int(claims["exp"]) + self.config["clock_skew"] + 1,
         )
-        try:
-            if self.audit is None:
-                raise RuntimeError("strongauth is not set up (the server has not started)")
-            record_id, replayed = await self.audit_call(
-                self.audit.append, entry, now=self.clock(), nonce=nonce
-            )
-        except Exception as exc:
-            self._count("audit_unavailable")
-            log.error("strongauth: the audit trail refused a record: %s", type(exc).__name__)
-            raise Denied(
-                "audit_unavailable",
-                "the identification could not be recorded in the audit trail; try again later",
-            ) from None
+        record_id, replayed = await self._append_or_deny(entry, "identification", nonce)
         if replayed:
             self._count("token_nonce_replayed")
             log.warning(
@@ -570,17 +578,7 @@ class StrongAuthPlugin(Plugin):
             ref=ticket.record,
             detail={"via": "ticket"},
         )
-        try:
-            if self.audit is None:
-                raise RuntimeError("strongauth is not set up (the server has not started)")
-            record_id, _ = await self.audit_call(self.audit.append, entry, now=self.clock())
-        except Exception as exc:
-            self._count("audit_unavailable")
-            log.error("strongauth: the audit trail refused a record: %s", type(exc).__name__)
-            raise Denied(
-                "audit_unavailable",
-                "the join could not be recorded in the audit trail; try again later",
-            ) from None
+        record_id, _ = await self._append_or_deny(entry, "join")
         self._count("accepted")
         log.info(
             "strongauth: admitted subject %s by join ticket for room %r from %s "
