@@ -111,6 +111,10 @@ def csrf_checked(
         raise BadRequest("the request is not from this service's page (CSRF token)", status=403)
 
 
+def closed_text(status: Status) -> str:
+    return "the visit was cancelled" if status is Status.CANCELLED else "the visit has ended"
+
+
 def local(when: datetime | None) -> str:
     return when.astimezone(ZONE).strftime("%Y-%m-%d %H:%M") if when else ""
 
@@ -154,8 +158,9 @@ async def seat_of(
     if found.subject == session.subject:
         acting_name = ""
         if found.on_behalf_of:
-            acting_name = (await grants_of(service, session.subject)).get(found.on_behalf_of, "")
-            acting_name = acting_name or (service.people.name(found.on_behalf_of) or "")
+            granted = (await grants_of(service, session.subject)).get(found.on_behalf_of)
+            known = await service.db(service.people.name, found.on_behalf_of)
+            acting_name = granted or known or ""
         return Seat(found.id, found.role.value, session.name, found.on_behalf_of, acting_name)
     if found.role is not Role.PROFESSIONAL:
         principals = await grants_of(service, session.subject)
@@ -487,17 +492,16 @@ async def invitation(request: web.Request) -> web.Response:
     session = service.sessions.get(request)
     if session is None:
         return to_login(request)
-    if participant.subject is None and participant.role is not Role.PROFESSIONAL:
+    if participant.subject is None:  # invited by link: the first person who identifies
+        if participant.role is Role.PROFESSIONAL and not session.professional:
+            why = t(lang, "invitation_invalid", error="this invitation is for a professional")
+            return page_error(request, why, 403)
         try:
             appointment = await service.db(
                 service.book.bind, appointment.id, participant.id, session.subject
             )
         except AppointmentError as exc:
             return page_error(request, t(lang, "invitation_invalid", error=str(exc)), 403)
-    elif participant.subject is None:
-        appointment = await service.db(
-            service.book.bind, appointment.id, participant.id, session.subject
-        )
     seat = await seat_of(service, appointment, session, participant.id)
     if seat is None:
         return page_error(
@@ -595,7 +599,7 @@ async def ticket(request: web.Request) -> web.Response:
         )
         csrf_checked(request, session, body)
         if appointment.status in (Status.ENDED, Status.CANCELLED):
-            raise BadRequest(f"the visit has {appointment.status.value}", status=409)
+            raise BadRequest(closed_text(appointment.status), status=409)
         if seat.role != Role.PROFESSIONAL.value and not service.lobbies.get(
             appointment.id
         ).admitted(seat.participant):
@@ -616,7 +620,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
             request, request.query.get("p")
         )
         if appointment.status in (Status.ENDED, Status.CANCELLED):
-            raise BadRequest(f"the visit has {appointment.status.value}", status=409)
+            raise BadRequest(closed_text(appointment.status), status=409)
         lobby = service.lobbies.get(appointment.id)
         lobby.arrive(seat.participant, seat.name, seat.role, seat.acting_for_name)
     except BadRequest as bad:
@@ -1009,10 +1013,13 @@ async def access_log(request: web.Request) -> web.Response:
         "refused",
     }
     rows = []
+    names: dict[str | None, str | None] = {}
     for r in sorted(records.values(), key=lambda x: x["id"], reverse=True):
         if r["decision"] not in labels:
             continue
-        who = service.people.name(r["subject"]) or t(lang, "someone")
+        if r["subject"] not in names:
+            names[r["subject"]] = await service.db(service.people.name, r["subject"])
+        who = names[r["subject"]] or t(lang, "someone")
         appointment = visits.get(r["room"] or "")
         if r["subject"] == me and r["principal"]:
             basis = t(lang, "basis_on_behalf", basis=r["basis"] or "")

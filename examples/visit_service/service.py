@@ -98,7 +98,9 @@ class VisitService:
             # no shared tokens: every join is identified by strongauth (a join ticket)
             "tokens": frozenset({secrets.token_urlsafe(32)}),
             "media": MediaConfig(rtc_port=cfg.rtc_port),
-            "recording": RecordingConfig(directory=cfg.path("recordings")),
+            # recordings start through the visit plugin (a professional, every client's
+            # consent), never through the media server's own signaling methods
+            "recording": RecordingConfig(directory=cfg.path("recordings"), signaling=False),
             "plugins": (
                 PluginSpec(
                     "strongauth",

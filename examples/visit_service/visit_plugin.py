@@ -70,7 +70,8 @@ class VisitPlugin(Plugin):
         if appointment is None:
             raise Denied("unknown_visit", "there is no such visit")
         if appointment.status in (Status.ENDED, Status.CANCELLED):
-            raise Denied("visit_closed", f"the visit has {appointment.status.value}")
+            ended = "was cancelled" if appointment.status is Status.CANCELLED else "has ended"
+            raise Denied("visit_closed", f"the visit {ended}")
         identity = request.identity
         if identity is None or identity.plugin != "strongauth":
             raise Denied("identification_required", "a visit needs strong identification")
@@ -192,10 +193,11 @@ class VisitPlugin(Plugin):
         if method == "requestRecording":
             if not professional:
                 raise Denied("forbidden", "only a professional can record the visit")
+            if room.recording_active:
+                return {"recording": True, "waitingFor": []}
             self.asked.add(room.id)
-            answers = self.consents.setdefault(room.id, {})
+            self.consents[room.id] = {}  # a consent is to one recording: everyone is asked
             for other in self._unconsented(room):
-                answers.pop(seat_of(other).get("participant", ""), None)
                 other.notify("visit.consentRequest", {"requestedBy": peer.display_name})
             return await self._start_if_agreed(room, peer)
         if method == "stopRecording":
