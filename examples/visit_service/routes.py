@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,7 @@ from examples.visit_service.appointments import (
     VisitType,
 )
 from examples.visit_service.feedback import FeedbackError
-from examples.visit_service.lobby import LobbyError
+from examples.visit_service.lobby import Lobby, LobbyError
 from examples.visit_service.oidc_login import LoginError
 from examples.visit_service.sessions import Session
 from examples.visit_service.texts import client_texts, pick_language, t
@@ -99,8 +100,26 @@ def page_error(request: web.Request, message: str, status: int) -> web.Response:
     return html_response(request, text, status)
 
 
-def to_login(request: web.Request) -> web.Response:
+def to_login(request: web.Request) -> NoReturn:
     raise web.HTTPFound(f"/visit/login?next={quote(request.path_qs, safe='')}")
+
+
+def signed_in(
+    request: web.Request, *, professional: bool = False
+) -> tuple[VisitService, Session, str]:
+    """The service, the session and the language of a page for signed-in people (the sign-in
+    first when there is no session; a 403 page when ``professional`` and they are not)."""
+    service = service_of(request)
+    session = service.sessions.get(request)
+    if session is None:
+        to_login(request)
+    lang = lang_of(request)
+    if professional and not session.professional:
+        refused = page_error(request, t(lang, "forbidden"), 403)
+        raise web.HTTPForbidden(text=refused.text, content_type="text/html",
+                                headers={k: v for k, v in refused.headers.items()
+                                         if k != "Content-Type"})  # fmt: skip
+    return service, session, lang
 
 
 def csrf_checked(
@@ -188,7 +207,12 @@ def is_staff(appointment: Appointment, subject: str) -> bool:
     )
 
 
-async def sse_stream(request: web.Request) -> web.StreamResponse:
+async def stream_lobby(
+    request: web.Request, lobby: Lobby, render: Callable[[list[dict[str, Any]]], Any]
+) -> web.StreamResponse:
+    """An event stream (SSE) of a waiting room: ``render(snapshot)`` after every change, a
+    heartbeat comment when nothing happens; it ends when the browser goes away or the lobby
+    hangs up."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -197,11 +221,22 @@ async def sse_stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    queue = lobby.watch()
+    try:
+        while True:
+            try:
+                snapshot = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if snapshot is None:  # the visit ended or the service stops
+                break
+            await response.write(f"data: {json.dumps(render(snapshot))}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        lobby.unwatch(queue)
     return response
-
-
-async def sse_send(response: web.StreamResponse, value: Any) -> None:
-    await response.write(f"data: {json.dumps(value)}\n\n".encode())
 
 
 # ---- sign-in ----
@@ -278,13 +313,7 @@ def week_of(value: str | None, today: date) -> date:
 
 
 async def console(request: web.Request) -> web.Response:
-    service = service_of(request)
-    session = service.sessions.get(request)
-    if session is None:
-        return to_login(request)
-    lang = lang_of(request)
-    if not session.professional:
-        return page_error(request, t(lang, "forbidden"), 403)
+    service, session, lang = signed_in(request, professional=True)
     monday = week_of(request.query.get("week"), service.now().astimezone(ZONE).date())
     start = datetime.combine(monday, datetime.min.time(), ZONE)
     found = await service.db(service.book.calendar, session.subject, start, start + timedelta(7))
@@ -576,6 +605,20 @@ async def visit_page(request: web.Request) -> web.Response:
     )
 
 
+async def _posted_seat(
+    request: web.Request, field: str
+) -> tuple[dict[str, Any], VisitService, Session, Appointment, Seat]:
+    """A JSON POST about a visit: its body, and the seat named by ``body[field]`` of the
+    signed-in person (CSRF checked)."""
+    body = await read_object(request)
+    participant = body.get(field)
+    service, session, appointment, seat = await _visit_and_seat(
+        request, participant if isinstance(participant, str) else None
+    )
+    csrf_checked(request, session, body)
+    return body, service, session, appointment, seat
+
+
 async def _visit_and_seat(
     request: web.Request, participant_id: str | None
 ) -> tuple[VisitService, Session, Appointment, Seat]:
@@ -592,12 +635,7 @@ async def _visit_and_seat(
 
 async def ticket(request: web.Request) -> web.Response:
     try:
-        body = await read_object(request)
-        participant = body.get("participant")
-        service, session, appointment, seat = await _visit_and_seat(
-            request, participant if isinstance(participant, str) else None
-        )
-        csrf_checked(request, session, body)
+        _body, service, session, appointment, seat = await _posted_seat(request, "participant")
         if appointment.status in (Status.ENDED, Status.CANCELLED):
             raise BadRequest(closed_text(appointment.status), status=409)
         if seat.role != Role.PROFESSIONAL.value and not service.lobbies.get(
@@ -627,28 +665,17 @@ async def wait(request: web.Request) -> web.StreamResponse:
         return error(bad.status, bad.code, bad.message)
     except LobbyError as exc:
         return error(503, "lobby_full", str(exc))
-    queue = lobby.watch()
-    response = await sse_stream(request)
+
+    def own_entry(snapshot: list[dict[str, Any]]) -> dict[str, Any]:
+        mine = next((x for x in snapshot if x["participantId"] == seat.participant), None)
+        if mine is None:  # the visit ended (the lobby was dropped)
+            return {"state": "ended", "message": ""}
+        return {"state": mine["state"], "message": mine["message"]}
+
     try:
-        while True:
-            try:
-                snapshot = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            if snapshot is None:  # the service stops
-                break
-            mine = next((x for x in snapshot if x["participantId"] == seat.participant), None)
-            if mine is not None:
-                await sse_send(response, {"state": mine["state"], "message": mine["message"]})
-            else:  # the visit ended (the lobby was dropped)
-                await sse_send(response, {"state": "ended", "message": ""})
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        return await stream_lobby(request, lobby, own_entry)
     finally:
-        lobby.unwatch(queue)
         lobby.left(seat.participant)
-    return response
 
 
 async def lobby_stream(request: web.Request) -> web.StreamResponse:
@@ -661,34 +688,14 @@ async def lobby_stream(request: web.Request) -> web.StreamResponse:
             raise BadRequest("only the visit's professionals see the waiting room", status=403)
     except BadRequest as bad:
         return error(bad.status, bad.code, bad.message)
-    lobby = service.lobbies.get(appointment.id)
-    queue = lobby.watch()
-    response = await sse_stream(request)
-    try:
-        while True:
-            try:
-                snapshot = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            if snapshot is None:  # the service stops
-                break
-            await sse_send(response, {"entries": snapshot})
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        lobby.unwatch(queue)
-    return response
+    return await stream_lobby(
+        request, service.lobbies.get(appointment.id), lambda snapshot: {"entries": snapshot}
+    )
 
 
 async def lobby_decide(request: web.Request) -> web.Response:
     try:
-        body = await read_object(request)
-        participant = body.get("as")
-        service, session, appointment, seat = await _visit_and_seat(
-            request, participant if isinstance(participant, str) else None
-        )
-        csrf_checked(request, session, body)
+        body, service, session, appointment, seat = await _posted_seat(request, "as")
         if seat.role != Role.PROFESSIONAL.value:
             raise BadRequest("only the visit's professionals decide who comes in", status=403)
         entry = service.lobbies.get(appointment.id).decide(
@@ -710,12 +717,7 @@ async def lobby_decide(request: web.Request) -> web.Response:
 
 async def end_visit(request: web.Request) -> web.Response:
     try:
-        body = await read_object(request)
-        participant = body.get("as")
-        service, session, appointment, seat = await _visit_and_seat(
-            request, participant if isinstance(participant, str) else None
-        )
-        csrf_checked(request, session, body)
+        _body, service, session, appointment, seat = await _posted_seat(request, "as")
         if seat.role != Role.PROFESSIONAL.value:
             raise BadRequest("only a professional ends the visit", status=403)
     except BadRequest as bad:
@@ -734,11 +736,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 async def my_visits(request: web.Request) -> web.Response:
-    service = service_of(request)
-    session = service.sessions.get(request)
-    if session is None:
-        return to_login(request)
-    lang = lang_of(request)
+    service, session, lang = signed_in(request)
     found = await service.db(service.book.of_person, session.subject)
     principals = await grants_of(service, session.subject)
     for principal in principals:
@@ -876,13 +874,7 @@ async def survey(request: web.Request) -> web.Response:
 async def statistics(request: web.Request) -> web.Response:
     from examples.visit_service.charts import bar_chart, line_chart
 
-    service = service_of(request)
-    session = service.sessions.get(request)
-    if session is None:
-        return to_login(request)
-    lang = lang_of(request)
-    if not session.professional:
-        return page_error(request, t(lang, "forbidden"), 403)
+    service, session, lang = signed_in(request, professional=True)
     try:
         year = (
             int(request.query.get("year", "")) if request.query.get("year") else service.now().year
@@ -981,11 +973,7 @@ def _acr_text(lang: str, acr: str | None) -> str:
 
 
 async def access_log(request: web.Request) -> web.Response:
-    service = service_of(request)
-    session = service.sessions.get(request)
-    if session is None:
-        return to_login(request)
-    lang = lang_of(request)
+    service, session, lang = signed_in(request)
     me = session.subject
     strongauth = service.strongauth
     audit = strongauth.audit
