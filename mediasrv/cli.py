@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="accepted signaling token (repeatable; none: any token, with a warning)",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes behind one supervisor (1: one process; 0: one per core)",
+    )
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
     return parser
@@ -65,6 +71,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         port=args.port if args.port is not None else base.port,
         media=media,
         tokens=frozenset(args.token) if args.token else base.tokens,
+        processes=args.processes if args.processes is not None else base.processes,
     )
 
 
@@ -88,6 +95,30 @@ async def serve(config: ServerConfig) -> None:
     finally:
         print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
         await server.drain()
+        print("mediasrv stopped", flush=True)
+
+
+async def serve_supervised(config: ServerConfig) -> None:
+    """Worker processes behind a supervisor (``processes`` other than 1)."""
+    from mediasrv.supervisor import Supervisor
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor(config)
+    await supervisor.start()
+    assert supervisor.http_address is not None
+    host, port = supervisor.http_address
+    ports = ", ".join(f"udp {config.media.listen_ip}:{p}" for w in supervisor.workers
+                      for p in w.rtc_ports)  # fmt: skip
+    print(f"mediasrv {__version__} listening on http://{host}:{port} "
+          f"({len(supervisor.workers)} worker processes; media {ports})", flush=True)  # fmt: skip
+    try:
+        await stop.wait()
+    finally:
+        print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
+        await supervisor.close()
         print("mediasrv stopped", flush=True)
 
 
@@ -119,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2
         configure_logging(config)
+        from mediasrv.supervisor import process_count
+
+        run = serve if process_count(config) == 1 else serve_supervised
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(config))
+            uvloop.run(run(config))
         return 0
     return 2

@@ -18,7 +18,8 @@ Chat (with the server's chat plugin, plugins/chat):
     data = await client.chat.download(sha256_hex)
 
 Other events: ``peerJoined``, ``peerLeft``, ``producerAdded``, ``producerClosed``,
-``consumerClosed``, ``activeSpeaker`` (each with the notification's params), ``close``.
+``consumerClosed``, ``activeSpeaker``, ``reconnect`` (the server's worker holding the room went
+away: connect again) (each with the notification's params), ``disconnected``, ``close``.
 """
 
 from __future__ import annotations

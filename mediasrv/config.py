@@ -122,6 +122,12 @@ class ServerConfig:
     max_requests_per_second: float = 50.0
     # plugins from the entry point group "mediasrv.plugins", in the order their gates run
     plugins: tuple[PluginSpec, ...] = ()
+    # worker processes (each its own event loop, UDP port and rooms) behind one supervisor that
+    # relays signaling; 1: everything in this process; 0: one per CPU core
+    processes: int = 1
+    # take the client's address from X-Forwarded-For when the connection comes from loopback
+    # (set for the supervisor's worker processes; never on a listener clients reach directly)
+    trust_forwarded: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -130,6 +136,8 @@ class ServerConfig:
             raise ValueError("host: must not be empty")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ValueError("admin_token: at least 16 characters (or leave it out: no admin API)")
+        if not 0 <= self.processes <= 256:
+            raise ValueError(f"processes: {self.processes} is outside 0..256 (0: one per core)")
         if not 0 <= self.drain_timeout <= 3600:
             raise ValueError(f"drain_timeout: {self.drain_timeout} is outside 0..3600 seconds")
         if self.log_format not in ("text", "json"):

@@ -415,6 +415,18 @@ class SignalingSession:
         return {}
 
 
+def client_address(request: web.Request, trust_forwarded: bool) -> str:
+    """The client's IP address: the connection's, or the first X-Forwarded-For entry when the
+    connection comes from a trusted local proxy (the supervisor of worker processes)."""
+    direct = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if trust_forwarded and forwarded and direct in ("127.0.0.1", "::1"):
+        first = forwarded.split(",")[0].strip()
+        if 0 < len(first) <= 64:
+            return first
+    return direct
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     from mediasrv.http_app import SERVER_KEY
 
@@ -424,8 +436,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
     await ws.prepare(request)
     session = SignalingSession(
-        server, ws, request.remote or "", {k: v for k, v in request.headers.items()}
-    )
+        server, ws, client_address(request, server.config.trust_forwarded),
+        {k: v for k, v in request.headers.items()},
+    )  # fmt: skip
     server.signaling_sessions.add(ws)
     try:
         await session.run()

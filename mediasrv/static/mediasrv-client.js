@@ -60,6 +60,7 @@
  * | `producerLayers` | `({producerId, mid, active})` — the server paused/resumed layers nobody receives; the SDK applies it to the sender |
  * | `recordingState` | `({recording, id, producers, startedAt, stoppedAt, reason})` — the room's recording started, changed or stopped; also in `client.recording` (null when none runs) |
  * | `close`          | `()` — after `close()`                                                  |
+ * | `reconnect`      | `({reason})` — the server's worker holding this room went away (`worker_failed`) or the server stops; the WebSocket closes next: connect again |
  * | `disconnected`   | `()` — the WebSocket closed without `close()`                           |
  *
  * Errors: every request rejects with an `Error` whose `.code` is the server's error code (see

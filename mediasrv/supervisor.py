@@ -1,0 +1,376 @@
+"""Supervisor: one server of several worker processes (``ServerConfig.processes``).
+
+Each worker process is a whole :class:`~mediasrv.media_server.MediaServer` with its own event
+loop, UDP port (``media.rtc_port + index``) and rooms; the supervisor owns the public listener:
+
+- ``/ws``: every signaling connection is relayed to the worker of its room
+  (:class:`~mediasrv.signal_relay.SignalRelay`); a new room goes to the least loaded worker;
+- ``/healthz``, ``/readyz`` (ready while every worker runs), ``/`` (the workers);
+- ``/metrics``: the supervisor's own metrics and every worker's, each sample labelled
+  ``worker``;
+- ``/admin/...`` and ``/plugins/...``: forwarded to the worker of the room named in the path,
+  else to a running worker (``GET /admin/rooms`` lists every worker's rooms);
+- ``/client/mediasrv-client.js``.
+
+A worker that exits unasked is noticed at once (its process ends): its clients get a
+``reconnect`` notification, its rooms leave the directory, and it is started again (after 0.5 s,
+doubling up to 10 s while it keeps failing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from mediasrv import __version__
+from mediasrv.config import ServerConfig
+from mediasrv.http_app import client_sdk
+from mediasrv.http_json import bearer_ok
+from mediasrv.signal_relay import SignalRelay
+from mediasrv.signaling import client_address
+from mediasrv.worker_handle import WorkerHandle, WorkerStartError
+
+log = logging.getLogger("mediasrv.supervisor")
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+STABLE_SECONDS = 30.0  # a worker up this long starts again after the shortest delay
+PROXY_TIMEOUT = aiohttp.ClientTimeout(total=30)
+SCRAPE_TIMEOUT = aiohttp.ClientTimeout(total=3)
+MAX_PROXY_BODY = 16 * 1024 * 1024
+HOP_HEADERS = {
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "te",
+    "trailer",
+    "proxy-authorization",
+}
+
+
+def process_count(config: ServerConfig) -> int:
+    return config.processes or os.cpu_count() or 1
+
+
+class Supervisor:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.workers = [WorkerHandle(i) for i in range(process_count(config))]
+        self.rooms: dict[str, WorkerHandle] = {}  # room -> the worker that holds it
+        self._room_sessions: Counter[str] = Counter()
+        self.restarts: Counter[int] = Counter()  # by worker index
+        self.http_address: tuple[str, int] | None = None
+        self.closing = False
+        self._http: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._watchers: list[asyncio.Task[None]] = []
+        self.metrics = CollectorRegistry(auto_describe=False)
+        self.metrics.register(_SupervisorCollector(self))
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "the supervisor has not started"
+        return self._http
+
+    @property
+    def ready(self) -> bool:
+        return not self.closing and all(w.ready for w in self.workers)
+
+    # ---- life ----
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        await asyncio.gather(*(w.start(self.config) for w in self.workers))
+        self._watchers = [asyncio.ensure_future(self._watch(w)) for w in self.workers]
+        app = web.Application(client_max_size=MAX_PROXY_BODY)
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/", self._info)
+        app.router.add_get("/client/mediasrv-client.js", client_sdk)
+        if self.config.metrics.enabled:
+            app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/admin/{tail:.*}", self._forward)
+        app.router.add_route("*", "/plugins/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self.http_address = (self.config.host, self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Stop taking connections, let every worker drain (``drain_timeout``), stop."""
+        if self.closing:
+            return
+        self.closing = True
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(
+            *(w.stop(self.config.drain_timeout + 5.0) for w in self.workers),
+            return_exceptions=True,
+        )
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _watch(self, worker: WorkerHandle) -> None:
+        failures = 0
+        while not self.closing:
+            started = time.monotonic()
+            code = await worker.wait()
+            if self.closing:
+                return
+            self.restarts[worker.index] += 1
+            log.error(
+                "worker %d (pid %d) exited with status %s: %d client(s) told to "
+                "reconnect; restarting",
+                worker.index,
+                worker.pid,
+                code,
+                len(worker.relays),
+            )
+            for room in [r for r, w in self.rooms.items() if w is worker]:
+                del self.rooms[room]
+                self._room_sessions.pop(room, None)
+            await asyncio.gather(*(relay.worker_failed() for relay in list(worker.relays)))
+            failures = 0 if time.monotonic() - started > STABLE_SECONDS else failures + 1
+            while not self.closing:
+                await asyncio.sleep(RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)])
+                try:
+                    await worker.start(self.config)
+                    break
+                except WorkerStartError as exc:
+                    log.error("%s", exc)
+                    failures += 1
+
+    # ---- placing rooms ----
+
+    def place(self, room: str | None) -> WorkerHandle | None:
+        """The worker of this room, or the least loaded running worker (which then holds it)."""
+        if room is not None:
+            found = self.rooms.get(room)
+            if found is not None and found.ready:
+                return found
+        running = [w for w in self.workers if w.ready]
+        if not running:
+            return None
+        chosen = min(running, key=lambda w: (w.load, self._rooms_on(w), w.index))
+        if room is not None:
+            self.rooms[room] = chosen
+        return chosen
+
+    def _rooms_on(self, worker: WorkerHandle) -> int:
+        return sum(1 for w in self.rooms.values() if w is worker)
+
+    def room_joined(self, room: str, worker: WorkerHandle) -> None:
+        self.rooms[room] = worker
+        self._room_sessions[room] += 1
+
+    def room_left(self, room: str, worker: WorkerHandle) -> None:
+        self._room_sessions[room] -= 1
+        if self._room_sessions[room] <= 0:
+            self._room_sessions.pop(room, None)
+            if self.rooms.get(room) is worker:
+                del self.rooms[room]
+
+    # ---- HTTP ----
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.closing:
+            raise web.HTTPServiceUnavailable(text="the server is shutting down")
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_size, heartbeat=20.0)
+        await ws.prepare(request)
+        relay = SignalRelay(self, ws, client_address(request, self.config.trust_forwarded))
+        try:
+            await relay.run()
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+            log.info("signaling relay ended: %s", type(exc).__name__)
+        finally:
+            await ws.close()
+        return ws
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        running = sum(1 for w in self.workers if w.ready)
+        body = {
+            "status": "ready" if self.ready else "starting",
+            "workers": len(self.workers),
+            "running": running,
+        }
+        if self.closing:
+            body["status"] = "stopping"
+        return web.json_response(body, status=200 if self.ready else 503)
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "name": "mediasrv",
+                "version": __version__,
+                "workers": [
+                    {
+                        "index": w.index,
+                        "pid": w.pid,
+                        "ready": w.ready,
+                        "udp": w.rtc_ports,
+                        "sessions": w.load,
+                        "restarts": self.restarts[w.index],
+                    }
+                    for w in self.workers
+                ],
+                "rooms": len(self.rooms),
+            }
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        token = self.config.metrics.token
+        if token is not None and not bearer_ok(request, token):
+            return web.Response(status=401, text="a valid bearer token is required\n")
+        texts = await asyncio.gather(*(self._scrape(w) for w in self.workers))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_WorkersCollector(list(zip(self.workers, texts, strict=True))))
+        body = generate_latest(self.metrics) + generate_latest(registry)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def _scrape(self, worker: WorkerHandle) -> str:
+        if not worker.ready:
+            return ""
+        try:
+            async with self.http.get(
+                f"http://127.0.0.1:{worker.http_port}/metrics", timeout=SCRAPE_TIMEOUT
+            ) as response:
+                return await response.text() if response.status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError):
+            return ""
+
+    def _target(self, request: web.Request) -> WorkerHandle | None:
+        parts = request.path.split("/")
+        if len(parts) > 3 and parts[1] == "admin" and parts[2] == "rooms":
+            found = self.rooms.get(parts[3])
+            return found if found is not None and found.ready else None
+        return self.place(None)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/admin/rooms":
+            return await self._all_rooms(request)
+        worker = self._target(request)
+        if worker is None:
+            if request.path.startswith("/admin/rooms/"):
+                return web.json_response(
+                    {"error": "unknown_room", "message": "no such room"}, status=404
+                )
+            return web.json_response(
+                {"error": "unavailable", "message": "no worker runs"}, status=503
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        headers["X-Forwarded-For"] = client_address(request, self.config.trust_forwarded)
+        body = await request.read()
+        url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
+        try:
+            async with self.http.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=PROXY_TIMEOUT,
+                allow_redirects=False,
+            ) as answer:
+                payload = await answer.read()
+                kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+                return web.Response(status=answer.status, body=payload, headers=kept)
+        except (aiohttp.ClientError, TimeoutError):
+            return web.json_response(
+                {"error": "unavailable", "message": "the worker did not answer"}, status=502
+            )
+
+    async def _all_rooms(self, request: web.Request) -> web.Response:
+        auth = {"Authorization": request.headers.get("Authorization", "")}
+        rooms: list[Any] = []
+        for worker in [w for w in self.workers if w.ready]:
+            url = f"http://127.0.0.1:{worker.http_port}/admin/rooms"
+            async with self.http.get(url, headers=auth, timeout=PROXY_TIMEOUT) as answer:
+                if answer.status != 200:
+                    return web.Response(
+                        status=answer.status,
+                        body=await answer.read(),
+                        content_type=answer.content_type,
+                    )
+                found = await answer.json()
+            rooms += [{**room, "worker": worker.index} for room in found.get("rooms", [])]
+        return web.json_response({"rooms": rooms})
+
+
+class _SupervisorCollector(Collector):
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.supervisor
+        ready = GaugeMetricFamily(
+            "mediasrv_supervisor_workers_ready",
+            "Worker processes running and ready",
+            labels=["worker"],
+        )
+        restarts = CounterMetricFamily(
+            "mediasrv_supervisor_worker_restarts",
+            "Worker processes that exited unasked and were started again",
+            labels=["worker"],
+        )
+        sessions = GaugeMetricFamily(
+            "mediasrv_supervisor_relayed_sessions",
+            "Signaling connections relayed",
+            labels=["worker"],
+        )
+        for w in s.workers:
+            label = [str(w.index)]
+            ready.add_metric(label, 1.0 if w.ready else 0.0)
+            restarts.add_metric(label, float(s.restarts[w.index]))
+            sessions.add_metric(label, float(w.load))
+        yield ready
+        yield restarts
+        yield sessions
+        yield GaugeMetricFamily(
+            "mediasrv_supervisor_rooms", "Rooms placed on workers", value=float(len(s.rooms))
+        )
+
+
+class _WorkersCollector(Collector):
+    """The workers' scraped metrics as one set of families, each sample labelled ``worker``."""
+
+    def __init__(self, scraped: list[tuple[WorkerHandle, str]]) -> None:
+        self.scraped = scraped
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for worker, text in self.scraped:
+            with contextlib.suppress(ValueError):
+                for family in text_string_to_metric_families(text):
+                    merged = families.get(family.name)
+                    if merged is None:
+                        merged = families[family.name] = Metric(
+                            family.name, family.documentation, family.type, family.unit
+                        )
+                    for sample in family.samples:
+                        merged.add_sample(
+                            sample.name,
+                            {**sample.labels, "worker": str(worker.index)},
+                            sample.value,
+                            sample.timestamp,
+                        )
+        yield from families.values()

@@ -1,0 +1,172 @@
+"""The supervisor of worker processes (ServerConfig.processes): real worker processes
+(``python -m mediasrv.worker_process``) on loopback, real aiortc clients through the
+supervisor's signaling relay, a worker killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sfu_support import FrameCounter, PatternTrack, ToneTrack, wait_for
+
+from mediasrv.client import Client, SignalingError
+from mediasrv.config import ServerConfig
+from mediasrv.signaling import client_address
+from mediasrv.supervisor import Supervisor
+
+ADMIN = "supervisor-admin-token-0123"
+LIMIT = 90.0
+
+
+@contextlib.asynccontextmanager
+async def supervisor(processes: int = 2) -> AsyncIterator[Supervisor]:
+    sup = Supervisor(ServerConfig(port=0, processes=processes, admin_token=ADMIN,
+                                  drain_timeout=1.0))  # fmt: skip
+    await sup.start()
+    try:
+        yield sup
+    finally:
+        await sup.close()
+        for worker in sup.workers:  # nothing left behind
+            assert worker.process is None or worker.process.returncode is not None
+
+
+def url(sup: Supervisor) -> str:
+    assert sup.http_address is not None
+    return f"ws://127.0.0.1:{sup.http_address[1]}/ws"
+
+
+def base(sup: Supervisor) -> str:
+    assert sup.http_address is not None
+    return f"http://127.0.0.1:{sup.http_address[1]}"
+
+
+async def get_json(sup: Supervisor, path: str, **headers: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(base(sup) + path, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def publish_and_watch(room: str, sup: Supervisor) -> tuple[Client, Client, FrameCounter]:
+    publisher = await Client.connect(url(sup), token="t", room=room, display_name="pub")
+    await publisher.publish([PatternTrack(), ToneTrack()])
+    watcher = await Client.connect(url(sup), token="t", room=room, display_name="watch")
+    counter = FrameCounter(watcher)
+    await wait_for(lambda: counter.frames["video"] >= 10 and counter.frames["audio"] >= 10,
+                   20.0, f"frames decoded in room {room}")  # fmt: skip
+    return publisher, watcher, counter
+
+
+def test_rooms_are_spread_over_worker_processes(run: Any) -> None:
+    """Two rooms land on two workers (least loaded first), both carry media, a room's later
+    peers join its worker, and the admin API and metrics cover both workers."""
+
+    async def scenario() -> None:
+        async with supervisor() as sup, contextlib.AsyncExitStack() as stack:
+            a = await publish_and_watch("room-a", sup)
+            b = await publish_and_watch("room-b", sup)
+            for client in (*a[:2], *b[:2]):
+                stack.push_async_callback(client.close)
+            stack.push_async_callback(a[2].close)
+            stack.push_async_callback(b[2].close)
+            assert sup.rooms["room-a"] is not sup.rooms["room-b"]
+            third = await Client.connect(url(sup), token="t", room="room-a")
+            stack.push_async_callback(third.close)
+            assert sup.rooms["room-a"].load == 3 and sup.rooms["room-b"].load == 2
+            status, info = await get_json(sup, "/")
+            assert status == 200 and sorted(w["sessions"] for w in info["workers"]) == [2, 3]
+            status, listed = await get_json(sup, "/admin/rooms", Authorization=f"Bearer {ADMIN}")
+            assert status == 200
+            where = {r["id"]: r["worker"] for r in listed["rooms"]}
+            assert where == {"room-a": sup.rooms["room-a"].index,
+                             "room-b": sup.rooms["room-b"].index}  # fmt: skip
+            status, detail = await get_json(sup, "/admin/rooms/room-b",
+                                            Authorization=f"Bearer {ADMIN}")  # fmt: skip
+            assert status == 200 and len(detail["peers"]) == 2
+            status, _ = await get_json(sup, "/admin/rooms")
+            assert status == 401
+            async with aiohttp.ClientSession() as http, http.get(base(sup) + "/metrics") as r:
+                text = await r.text()
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            workers = {s.labels.get("worker") for f in families.values() for s in f.samples}
+            assert {"0", "1"} <= workers
+            assert "mediasrv_supervisor_workers_ready" in families
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_a_join_for_a_room_on_another_worker_is_refused(run: Any) -> None:
+    async def scenario() -> None:
+        async with supervisor() as sup:
+            first = await Client.connect(url(sup), token="t", room="one")
+            second = await Client.connect(url(sup), token="t", room="two")
+            try:
+                assert sup.rooms["one"] is not sup.rooms["two"]
+                with pytest.raises(SignalingError) as refused:
+                    await first.request("join", {"token": "t", "room": "two"})
+                assert refused.value.code == "room_elsewhere"
+            finally:
+                await first.close()
+                await second.close()
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_a_killed_worker_restarts_and_its_clients_reconnect(run: Any) -> None:
+    """SIGKILL the worker of a room: its clients get ``reconnect`` at once, the worker starts
+    again, and clients that reconnect get media again; the other worker's room never
+    notices."""
+
+    async def scenario() -> None:
+        async with supervisor() as sup, contextlib.AsyncExitStack() as stack:
+            pub, watch, counter = await publish_and_watch("doomed", sup)
+            other = await publish_and_watch("steady", sup)
+            for thing in (pub, watch, counter, *other):
+                stack.push_async_callback(thing.close)
+            told: list[dict[str, Any]] = []
+            watch.on("reconnect", told.append)
+            victim = sup.rooms["doomed"]
+            pid = victim.pid
+            loop = asyncio.get_running_loop()
+            killed_at = loop.time()
+            os.kill(pid, signal.SIGKILL)
+            await wait_for(lambda: bool(told), 5.0, "the reconnect notification")
+            assert loop.time() - killed_at < 2.0
+            assert told[0] == {"reason": "worker_failed"}
+            assert "doomed" not in sup.rooms
+            await wait_for(lambda: victim.ready and victim.pid != pid, 30.0, "the restart")
+            assert sup.restarts[victim.index] == 1
+            status, ready = await get_json(sup, "/readyz")
+            assert status == 200 and ready["running"] == 2
+            steady_frames = other[2].frames["video"]
+            again = await publish_and_watch("doomed", sup)
+            for thing in again:
+                stack.push_async_callback(thing.close)
+            assert other[2].frames["video"] > steady_frames  # the other room kept flowing
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_the_client_address_is_forwarded_only_from_loopback() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    def request(remote: str, forwarded: str) -> Any:
+        req = make_mocked_request("GET", "/ws", headers={"X-Forwarded-For": forwarded})
+        return req.clone(remote=remote)
+
+    assert client_address(request("127.0.0.1", "203.0.113.9, 10.0.0.1"), True) == "203.0.113.9"
+    assert client_address(request("127.0.0.1", "203.0.113.9"), False) == "127.0.0.1"
+    assert client_address(request("198.51.100.7", "203.0.113.9"), True) == "198.51.100.7"
+
+
+def test_processes_is_checked() -> None:
+    with pytest.raises(ValueError, match="processes"):
+        ServerConfig(processes=-1)
+    assert json.dumps({"ok": True})
