@@ -93,7 +93,8 @@ class Supervisor:
     # ---- life ----
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession()
+        # no connection limit: every relayed signaling connection holds one upstream socket
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         await asyncio.gather(*(w.start(self.config) for w in self.workers))
         self._watchers = [asyncio.ensure_future(self._watch(w)) for w in self.workers]
         app = web.Application(client_max_size=MAX_PROXY_BODY)

@@ -170,3 +170,31 @@ def test_processes_is_checked() -> None:
     with pytest.raises(ValueError, match="processes"):
         ServerConfig(processes=-1)
     assert json.dumps({"ok": True})
+
+
+def test_more_than_a_hundred_connections_are_relayed(run: Any) -> None:
+    """Every relayed connection holds an upstream socket: 150 joins at once all answer (the
+    relay's HTTP client has no connection cap)."""
+
+    async def scenario() -> None:
+        unlimited = aiohttp.TCPConnector(limit=0)
+        async with supervisor() as sup, aiohttp.ClientSession(connector=unlimited) as http:
+            sockets = await asyncio.gather(*(http.ws_connect(url(sup)) for _ in range(150)))
+            try:
+                for index, ws in enumerate(sockets):
+                    join = {"token": "t", "room": f"many-{index % 5}"}
+                    await ws.send_json({"id": 1, "method": "join", "params": join})
+
+                async def answer(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+                    while True:
+                        message = await ws.receive_json(timeout=20)
+                        if message.get("id") == 1:
+                            return dict(message)
+
+                answers = await asyncio.gather(*(answer(ws) for ws in sockets))
+                assert all(a["ok"] for a in answers), [a for a in answers if not a["ok"]][:3]
+                assert sum(w.load for w in sup.workers) == 150
+            finally:
+                await asyncio.gather(*(ws.close() for ws in sockets))
+
+    run(asyncio.wait_for(scenario(), LIMIT))
