@@ -11,8 +11,10 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 # chromium and ffmpeg: real clients of the end-to-end tests (see ../shared/TESTING.md);
-# nodejs and npm: install the browser-test tools (axe-core, see package.json)
-APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg nodejs npm
+# nodejs and npm: install the browser-test tools (axe-core, see package.json);
+# redis-server: the cluster tests' directory (started by the test fixtures on loopback)
+APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg nodejs npm \
+	redis-server
 LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 

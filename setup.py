@@ -121,6 +121,7 @@ setup(
         "pyee>=11",
         "prometheus-client>=0.20",
         "uvloop>=0.19",
+        "redis>=5.0",  # the cluster directory of several nodes (ServerConfig.cluster)
     ],
     extras_require={
         "test": [

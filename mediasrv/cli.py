@@ -150,9 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2
         configure_logging(config)
-        from mediasrv.supervisor import process_count
+        from mediasrv.supervisor import supervised
 
-        run = serve if process_count(config) == 1 else serve_supervised
+        run = serve_supervised if supervised(config) else serve
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(run(config))
         return 0

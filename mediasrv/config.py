@@ -94,6 +94,33 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes (servers) sharing one room directory in Redis: a room lives on one node
+    and a peer connecting to any node is relayed there."""
+
+    redis_url: str = ""  # "" : no cluster (redis://host:port/db or unix:///path)
+    node_id: str = ""  # this node's name in the directory ("": the host name and port)
+    # the signaling URL other nodes relay to ("": ws://<host>:<port>/ws of this listener)
+    public_url: str = ""
+    node_ttl: float = 3.0  # seconds a node counts as alive after its last heartbeat
+    key_prefix: str = "mediasrv:"
+
+    def __post_init__(self) -> None:
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("cluster.redis_url: a redis://, rediss:// or unix:// URL")
+        if not 1.0 <= self.node_ttl <= 60.0:
+            raise ValueError(f"cluster.node_ttl: {self.node_ttl} is outside 1..60 seconds")
+        if self.public_url and not self.public_url.startswith(("ws://", "wss://")):
+            raise ValueError("cluster.public_url: a ws:// or wss:// URL of /ws")
+        if len(self.node_id) > 64 or any(c.isspace() for c in self.node_id):
+            raise ValueError("cluster.node_id: at most 64 characters, no spaces")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+
+@dataclass(frozen=True)
 class PluginSpec:
     """One enabled plugin: its entry point name and its configuration."""
 
@@ -110,6 +137,7 @@ class ServerConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     # bearer token of the admin API under /admin (None: the admin API is off)
     admin_token: str | None = None
     # on SIGTERM: stop taking joins, tell the peers, wait this long for them to leave, then stop

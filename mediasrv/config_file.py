@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mediasrv.config import (
+    ClusterConfig,
     MediaConfig,
     MetricsConfig,
     PluginSpec,
@@ -85,7 +86,12 @@ def _check(section: str, values: dict[str, Any], cls: type, skip: set[str]) -> d
 
 
 ENV_PREFIX = "MEDIASRV_"
-SECTIONS = {"media": MediaConfig, "recording": RecordingConfig, "metrics": MetricsConfig}
+SECTIONS = {
+    "media": MediaConfig,
+    "recording": RecordingConfig,
+    "metrics": MetricsConfig,
+    "cluster": ClusterConfig,
+}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # MEDIASRV_* variables that are not settings: the build's and the benchmarks' own
 NOT_SETTINGS = ("MEDIASRV_LIBSRTP", "MEDIASRV_TRACE", "MEDIASRV_ANNOTATE", "MEDIASRV_BENCH_")
@@ -176,7 +182,12 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
     media_values = data.pop("media", {})
     recording_values = data.pop("recording", {})
     metrics_values = data.pop("metrics", {})
-    for section, values in (("recording", recording_values), ("metrics", metrics_values)):
+    cluster_values = data.pop("cluster", {})
+    for section, values in (
+        ("recording", recording_values),
+        ("metrics", metrics_values),
+        ("cluster", cluster_values),
+    ):
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a table")
     plugin_values = data.pop("plugins", [])
@@ -189,10 +200,13 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
         not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens)
     ):
         raise ConfigError("tokens: expected a list of non-empty strings")
-    top = _check("", data, ServerConfig, {"media", "plugins", "tokens", "recording", "metrics"})
+    top = _check(
+        "", data, ServerConfig, {"media", "plugins", "tokens", "recording", "metrics", "cluster"}
+    )
     media_kwargs = _check("media.", media_values, MediaConfig, set())
     recording_kwargs = _check("recording.", recording_values, RecordingConfig, set())
     metrics_kwargs = _check("metrics.", metrics_values, MetricsConfig, set())
+    cluster_kwargs = _check("cluster.", cluster_values, ClusterConfig, set())
     specs = []
     for index, entry in enumerate(plugin_values):
         where = f"plugins[{index}]"
@@ -215,6 +229,7 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
             media=media,
             recording=RecordingConfig(**recording_kwargs),
             metrics=MetricsConfig(**metrics_kwargs),
+            cluster=ClusterConfig(**cluster_kwargs),
             tokens=frozenset(tokens) if tokens is not None else None,
             plugins=tuple(specs),
         )

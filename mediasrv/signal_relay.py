@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mediasrv.supervisor")
 FIRST_MESSAGE_TIMEOUT = 30.0
+RELAYED_HEADER = "X-Mediasrv-Relayed"  # from another node: serve here, never relay again
 SERVICE_RESTART = 1012  # WebSocket close code
 
 
@@ -50,14 +51,26 @@ class SignalRelay:
         self.worker: WorkerHandle | None = None
         self.upstream: aiohttp.ClientWebSocketResponse | None = None
         self.rooms: set[str] = set()
+        self.remote_node: str | None = None  # the cluster node relayed to, if not a worker
         self.failed = False
 
-    async def run(self) -> None:
+    async def run(self, relayed: bool = False) -> None:
+        """Relay until either side hangs up. ``relayed``: the connection comes from another
+        node of the cluster, so it is served here, never relayed again."""
         first = await self.client.receive(timeout=FIRST_MESSAGE_TIMEOUT)
         if first.type is not WSMsgType.TEXT:
             return
         joining = join_room(first.data)
-        worker = self.supervisor.place(joining[1] if joining else None)
+        room = joining[1] if joining else None
+        worker, remote = await self.supervisor.route(room, relayed)
+        if remote is not None and room is not None:
+            if await self._connect_remote(remote[1]):
+                self.remote_node = remote[0]
+                self.rooms.add(room)
+                await self._pump(first.data, None)
+                return
+            # the room's node cannot be reached: serve the room here
+            worker = await self.supervisor.take_over(room, remote[0])
         if worker is None:
             await self._refuse(first.data, "unavailable", "no worker is running; try again")
             return
@@ -74,9 +87,34 @@ class SignalRelay:
         self.worker = worker
         worker.relays.add(self)
         try:
-            if joining:
-                self._joined(joining[1])
-            await self.upstream.send_str(first.data)
+            if room is not None:
+                self._joined(room)
+            await self._pump(first.data, worker)
+        finally:
+            worker.relays.discard(self)
+            for joined in self.rooms:
+                self.supervisor.room_left(joined, worker)
+
+    async def _connect_remote(self, url: str) -> bool:
+        """Open the upstream to the node that serves the room."""
+        try:
+            self.upstream = await self.supervisor.http.ws_connect(
+                url,
+                headers={"X-Forwarded-For": self.remote,
+                         RELAYED_HEADER: self.supervisor.node_id},
+                max_msg_size=self.supervisor.config.max_message_size,
+                heartbeat=20.0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )  # fmt: skip
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+        self.supervisor.remote_relays.add(self)
+        return True
+
+    async def _pump(self, first: str, worker: WorkerHandle | None) -> None:
+        assert self.upstream is not None
+        try:
+            await self.upstream.send_str(first)
             down = asyncio.ensure_future(self._downstream())
             try:
                 await self._upstream()
@@ -85,9 +123,7 @@ class SignalRelay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await down
         finally:
-            worker.relays.discard(self)
-            for room in self.rooms:
-                self.supervisor.room_left(room, worker)
+            self.supervisor.remote_relays.discard(self)
             await self.upstream.close()
 
     def _joined(self, room: str) -> None:
@@ -98,14 +134,17 @@ class SignalRelay:
 
     async def _upstream(self) -> None:
         """Client → worker."""
-        assert self.upstream is not None and self.worker is not None
+        assert self.upstream is not None
         async for message in self.client:
             if message.type is not WSMsgType.TEXT:
                 break
             joining = join_room(message.data)
             if joining is not None:
                 where = self.supervisor.rooms.get(joining[1])
-                if where is not None and where is not self.worker:
+                elsewhere = (where is not None and where is not self.worker) or (
+                    self.worker is None and joining[1] not in self.rooms
+                )
+                if elsewhere:
                     await self._error(
                         joining[0],
                         "room_elsewhere",
@@ -113,7 +152,8 @@ class SignalRelay:
                         "a connection of its own",
                     )
                     continue
-                self._joined(joining[1])
+                if self.worker is not None:
+                    self._joined(joining[1])
             await self.upstream.send_str(message.data)
 
     async def _downstream(self) -> None:

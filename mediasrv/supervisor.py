@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,10 +37,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from mediasrv import __version__
+from mediasrv.cluster_directory import ClusterDirectory
 from mediasrv.config import ServerConfig
 from mediasrv.http_app import client_sdk
 from mediasrv.http_json import bearer_ok
-from mediasrv.signal_relay import SignalRelay
+from mediasrv.signal_relay import RELAYED_HEADER, SignalRelay
 from mediasrv.signaling import client_address
 from mediasrv.worker_handle import WorkerHandle, WorkerStartError
 
@@ -66,6 +68,11 @@ def process_count(config: ServerConfig) -> int:
     return config.processes or os.cpu_count() or 1
 
 
+def supervised(config: ServerConfig) -> bool:
+    """Whether a supervisor runs this server: worker processes, or a node of a cluster."""
+    return process_count(config) > 1 or config.cluster.enabled
+
+
 class Supervisor:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -78,6 +85,10 @@ class Supervisor:
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._watchers: list[asyncio.Task[None]] = []
+        self.directory: ClusterDirectory | None = None  # with config.cluster (Redis)
+        self.node_id = ""
+        self.remote_relays: set[SignalRelay] = set()  # relayed to other nodes of the cluster
+        self._background: set[asyncio.Task[None]] = set()
         self.metrics = CollectorRegistry(auto_describe=False)
         self.metrics.register(_SupervisorCollector(self))
 
@@ -112,6 +123,14 @@ class Supervisor:
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         self.http_address = (self.config.host, self._runner.addresses[0][1])
+        cluster = self.config.cluster
+        port = self.http_address[1]
+        self.node_id = cluster.node_id or f"{socket.gethostname()}:{port}"
+        if cluster.enabled:
+            url = cluster.public_url or f"ws://{self.config.host}:{port}/ws"
+            self.directory = ClusterDirectory(cluster, self.node_id, url)
+            await self.directory.start()
+            log.info("cluster: node %s at %s", self.node_id, url)
 
     async def close(self) -> None:
         """Stop taking connections, let every worker drain (``drain_timeout``), stop."""
@@ -120,6 +139,8 @@ class Supervisor:
         self.closing = True
         for task in self._watchers:
             task.cancel()
+        if self.directory is not None:
+            await self.directory.close()
         await asyncio.gather(
             *(w.stop(self.config.drain_timeout + 5.0) for w in self.workers),
             return_exceptions=True,
@@ -175,6 +196,34 @@ class Supervisor:
             self.rooms[room] = chosen
         return chosen
 
+    async def route(
+        self, room: str | None, relayed: bool
+    ) -> tuple[WorkerHandle | None, tuple[str, str] | None]:
+        """Where a connection goes: (a worker here, None) or (None, (node, URL)) of the node
+        of the cluster that serves its room."""
+        directory = self.directory
+        if directory is None or room is None:
+            return self.place(room), None
+        here = self.rooms.get(room)
+        if here is not None and here.ready:
+            return here, None
+        owner = node = await directory.claim(room)
+        if relayed and owner != self.node_id:
+            # sent here by a node that thought this one serves the room: serve it
+            node = await directory.take_over(room, owner)
+        if node == self.node_id:
+            return self.place(room), None
+        url = await directory.url_of(node)
+        if url is None:  # the owner died since it was claimed
+            return await self.take_over(room, node), None
+        return None, (node, url)
+
+    async def take_over(self, room: str, dead: str) -> WorkerHandle | None:
+        """Serve a room here whose node cannot be reached."""
+        if self.directory is not None:
+            await self.directory.take_over(room, dead)
+        return self.place(room)
+
     def _rooms_on(self, worker: WorkerHandle) -> int:
         return sum(1 for w in self.rooms.values() if w is worker)
 
@@ -188,6 +237,10 @@ class Supervisor:
             self._room_sessions.pop(room, None)
             if self.rooms.get(room) is worker:
                 del self.rooms[room]
+                if self.directory is not None and not self.closing:
+                    task = asyncio.ensure_future(self.directory.release(room))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
 
     # ---- HTTP ----
 
@@ -198,7 +251,7 @@ class Supervisor:
         await ws.prepare(request)
         relay = SignalRelay(self, ws, client_address(request, self.config.trust_forwarded))
         try:
-            await relay.run()
+            await relay.run(relayed=RELAYED_HEADER in request.headers)
         except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
             log.info("signaling relay ended: %s", type(exc).__name__)
         finally:
@@ -236,6 +289,8 @@ class Supervisor:
                     for w in self.workers
                 ],
                 "rooms": len(self.rooms),
+                "node": self.node_id,
+                "relayedToNodes": len(self.remote_relays),
             }
         )
 
