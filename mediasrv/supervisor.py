@@ -404,6 +404,22 @@ class _SupervisorCollector(Collector):
         yield GaugeMetricFamily(
             "mediasrv_supervisor_rooms", "Rooms placed on workers", value=float(len(s.rooms))
         )
+        yield GaugeMetricFamily(
+            "mediasrv_supervisor_relayed_to_nodes",
+            "Signaling connections relayed to other nodes of the cluster",
+            value=float(len(s.remote_relays)),
+        )
+        if s.directory is not None:
+            yield CounterMetricFamily(
+                "mediasrv_cluster_directory_errors",
+                "Redis operations of the cluster directory that failed",
+                value=float(s.directory.errors),
+            )
+            yield CounterMetricFamily(
+                "mediasrv_cluster_heartbeats",
+                "Heartbeats written to the cluster directory",
+                value=float(s.directory.heartbeats),
+            )
 
 
 class _WorkersCollector(Collector):

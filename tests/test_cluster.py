@@ -98,6 +98,10 @@ class Node:
             found: dict[str, Any] = json.load(answer)
             return found
 
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+            return str(answer.read().decode())
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
@@ -154,6 +158,10 @@ def test_peers_of_one_room_on_two_nodes(redis_url: str, run: Any) -> None:
             assert directory.get("mediasrv:node:n2") == n2.url
             assert n2.info()["relayedToNodes"] == 1
             assert n1.info()["rooms"] == 1 and n2.info()["rooms"] == 0
+            metrics = await asyncio.to_thread(n2.text, "/metrics")
+            assert "mediasrv_supervisor_relayed_to_nodes 1.0" in metrics
+            assert re.search(r"^mediasrv_cluster_heartbeats_total [1-9]", metrics, re.M)
+            assert "mediasrv_cluster_directory_errors_total 0.0" in metrics
 
     run(asyncio.wait_for(scenario(), LIMIT))
 
