@@ -107,7 +107,11 @@ async def serve_supervised(config: ServerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor(config)
-    await supervisor.start()
+    try:
+        await supervisor.start()
+    except BaseException:
+        await supervisor.close()  # the workers already started stop too
+        raise
     assert supervisor.http_address is not None
     host, port = supervisor.http_address
     ports = ", ".join(f"udp {config.media.listen_ip}:{p}" for w in supervisor.workers

@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from mediasrv.signaling import MAX_ROOM_ID
+
 if TYPE_CHECKING:
     from mediasrv.supervisor import Supervisor
     from mediasrv.worker_handle import WorkerHandle
 
 log = logging.getLogger("mediasrv.supervisor")
 FIRST_MESSAGE_TIMEOUT = 30.0
+MAX_ROOMS_PER_CONNECTION = 8
 RELAYED_HEADER = "X-Mediasrv-Relayed"  # from another node: serve here, never relay again
 SERVICE_RESTART = 1012  # WebSocket close code
 
@@ -34,7 +37,7 @@ def join_room(text: str) -> tuple[Any, str] | None:
     """(request id, room) of a ``join`` request, else None."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
     if not isinstance(message, dict) or message.get("method") != "join":
         return None
@@ -52,6 +55,7 @@ class SignalRelay:
         self.upstream: aiohttp.ClientWebSocketResponse | None = None
         self.rooms: set[str] = set()
         self.remote_node: str | None = None  # the cluster node relayed to, if not a worker
+        self.generation = 0  # the worker's start count when this relay was placed
         self.failed = False
 
     async def run(self, relayed: bool = False) -> None:
@@ -74,6 +78,10 @@ class SignalRelay:
         if worker is None:
             await self._refuse(first.data, "unavailable", "no worker is running; try again")
             return
+        # the supervisor counted this connection in the room when it placed it
+        generation = self.generation = worker.starts
+        if room is not None:
+            self.rooms.add(room)
         try:
             self.upstream = await self.supervisor.http.ws_connect(
                 f"http://127.0.0.1:{worker.http_port}/ws",
@@ -82,18 +90,18 @@ class SignalRelay:
                 heartbeat=20.0,
             )
         except (aiohttp.ClientError, OSError):
+            for joined in self.rooms:
+                self.supervisor.room_left(joined, worker, generation)
             await self._refuse(first.data, "unavailable", "the worker cannot be reached")
             return
         self.worker = worker
         worker.relays.add(self)
         try:
-            if room is not None:
-                self._joined(room)
             await self._pump(first.data, worker)
         finally:
             worker.relays.discard(self)
             for joined in self.rooms:
-                self.supervisor.room_left(joined, worker)
+                self.supervisor.room_left(joined, worker, generation)
 
     async def _connect_remote(self, url: str) -> bool:
         """Open the upstream to the node that serves the room."""
@@ -136,9 +144,18 @@ class SignalRelay:
         """Client → worker."""
         assert self.upstream is not None
         async for message in self.client:
+            if message.type is WSMsgType.BINARY:  # the worker answers it (invalid_message)
+                await self.upstream.send_bytes(message.data)
+                continue
             if message.type is not WSMsgType.TEXT:
                 break
             joining = join_room(message.data)
+            if joining is not None and len(self.rooms) >= MAX_ROOMS_PER_CONNECTION:
+                limit = f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection"
+                await self._error(joining[0], "invalid_params", limit)
+                continue
+            if joining is not None and len(joining[1]) > MAX_ROOM_ID:
+                joining = None  # the worker refuses it; never in the directory
             if joining is not None:
                 where = self.supervisor.rooms.get(joining[1])
                 elsewhere = (where is not None and where is not self.worker) or (
@@ -160,6 +177,9 @@ class SignalRelay:
         """Worker → client; when the worker goes away unasked, the client is told."""
         assert self.upstream is not None
         async for message in self.upstream:
+            if message.type is WSMsgType.BINARY:
+                await self.client.send_bytes(message.data)
+                continue
             if message.type is not WSMsgType.TEXT:
                 break
             await self.client.send_str(message.data)

@@ -166,9 +166,7 @@ class Supervisor:
                 code,
                 len(worker.relays),
             )
-            for room in [r for r, w in self.rooms.items() if w is worker]:
-                del self.rooms[room]
-                self._room_sessions.pop(room, None)
+            self.forget(worker)
             await asyncio.gather(*(relay.worker_failed() for relay in list(worker.relays)))
             failures = 0 if time.monotonic() - started > STABLE_SECONDS else failures + 1
             while not self.closing:
@@ -179,6 +177,9 @@ class Supervisor:
                 except WorkerStartError as exc:
                     log.error("%s", exc)
                     failures += 1
+                except Exception:  # e.g. the spawn itself failed: keep trying
+                    log.exception("worker %d could not be started", worker.index)
+                    failures += 1
 
     # ---- placing rooms ----
 
@@ -187,6 +188,7 @@ class Supervisor:
         if room is not None:
             found = self.rooms.get(room)
             if found is not None and found.ready:
+                self._room_sessions[room] += 1
                 return found
         running = [w for w in self.workers if w.ready]
         if not running:
@@ -194,6 +196,7 @@ class Supervisor:
         chosen = min(running, key=lambda w: (w.load, self._rooms_on(w), w.index))
         if room is not None:
             self.rooms[room] = chosen
+            self._room_sessions[room] += 1  # the connection placed here counts at once
         return chosen
 
     async def route(
@@ -206,7 +209,7 @@ class Supervisor:
             return self.place(room), None
         here = self.rooms.get(room)
         if here is not None and here.ready:
-            return here, None
+            return self.place(room), None
         owner = node = await directory.claim(room)
         if relayed and owner != self.node_id:
             # sent here by a node that thought this one serves the room: serve it
@@ -224,6 +227,13 @@ class Supervisor:
             await self.directory.take_over(room, dead)
         return self.place(room)
 
+    def forget(self, worker: WorkerHandle) -> None:
+        """A worker died: its rooms leave the directory (its relays' late leaves are ignored:
+        they carry the generation it had)."""
+        for room in [r for r, w in self.rooms.items() if w is worker]:
+            del self.rooms[room]
+            self._room_sessions.pop(room, None)
+
     def _rooms_on(self, worker: WorkerHandle) -> int:
         return sum(1 for w in self.rooms.values() if w is worker)
 
@@ -231,7 +241,9 @@ class Supervisor:
         self.rooms[room] = worker
         self._room_sessions[room] += 1
 
-    def room_left(self, room: str, worker: WorkerHandle) -> None:
+    def room_left(self, room: str, worker: WorkerHandle, generation: int) -> None:
+        if generation != worker.starts:
+            return  # that worker died and its rooms were cleared then
         self._room_sessions[room] -= 1
         if self._room_sessions[room] <= 0:
             self._room_sessions.pop(room, None)
@@ -359,17 +371,29 @@ class Supervisor:
         auth = {"Authorization": request.headers.get("Authorization", "")}
         rooms: list[Any] = []
         for worker in [w for w in self.workers if w.ready]:
-            url = f"http://127.0.0.1:{worker.http_port}/admin/rooms"
-            async with self.http.get(url, headers=auth, timeout=PROXY_TIMEOUT) as answer:
-                if answer.status != 200:
-                    return web.Response(
-                        status=answer.status,
-                        body=await answer.read(),
-                        content_type=answer.content_type,
-                    )
-                found = await answer.json()
+            try:
+                found = await self._rooms_of(worker, auth)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return web.json_response(
+                    {"error": "unavailable", "message": f"worker {worker.index} did not answer"},
+                    status=502,
+                )
+            if isinstance(found, web.Response):
+                return found
             rooms += [{**room, "worker": worker.index} for room in found.get("rooms", [])]
         return web.json_response({"rooms": rooms})
+
+    async def _rooms_of(
+        self, worker: WorkerHandle, auth: dict[str, str]
+    ) -> dict[str, Any] | web.Response:
+        url = f"http://127.0.0.1:{worker.http_port}/admin/rooms"
+        async with self.http.get(url, headers=auth, timeout=PROXY_TIMEOUT) as answer:
+            if answer.status != 200:
+                return web.Response(
+                    status=answer.status, body=await answer.read(), content_type=answer.content_type
+                )
+            found: dict[str, Any] = await answer.json()
+        return found
 
 
 class _SupervisorCollector(Collector):

@@ -35,7 +35,10 @@ def worker_config(config: ServerConfig, index: int) -> ServerConfig:
         port=0,
         processes=1,
         trust_forwarded=True,
-        media=dataclasses.replace(media, rtc_port=media.rtc_port + index if media.rtc_port else 0),
+        # each process's workers take media.workers ports from base + index * media.workers
+        media=dataclasses.replace(
+            media, rtc_port=media.rtc_port + index * media.workers if media.rtc_port else 0
+        ),
         metrics=dataclasses.replace(config.metrics, host="", token=None),
     )
 

@@ -198,3 +198,62 @@ def test_more_than_a_hundred_connections_are_relayed(run: Any) -> None:
                 await asyncio.gather(*(ws.close() for ws in sockets))
 
     run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_the_room_directory_survives_late_leaves_of_a_dead_worker() -> None:
+    """Placement bookkeeping alone (no processes): a room placed on a worker that then dies is
+    placed anew; the dead worker's connections leaving late do not remove the new placement,
+    and a placement counts at once, so a leave while a connection is still being set up does
+    not move the room."""
+    sup = Supervisor(ServerConfig(port=0, processes=2))
+    first, second = sup.workers
+    for worker in sup.workers:
+        worker.ready, worker.starts = True, 1
+    assert sup.place("ward") is first
+    assert sup.place("ward") is first  # a second connection, still being set up
+    sup.room_left("ward", first, 1)  # the first one leaves meanwhile
+    assert sup.rooms["ward"] is first  # the second one still holds it there
+    old_generation = first.starts
+    first.ready = False  # it dies
+    sup.forget(first)
+    assert "ward" not in sup.rooms
+    assert sup.place("ward") is second
+    first.ready, first.starts = True, first.starts + 1  # restarted
+    sup.room_left("ward", first, old_generation)  # a late leave of the dead worker's relay
+    assert sup.rooms["ward"] is second
+    assert sup.place("ward") is second
+    sup.room_left("ward", second, 1)
+    sup.room_left("ward", second, 1)
+    assert "ward" not in sup.rooms
+
+
+def test_binary_frames_and_nested_json_through_the_relay(run: Any) -> None:
+    """The worker answers a binary frame as it would without a supervisor, absurdly nested
+    JSON does not break the relay, and the connection keeps working."""
+
+    async def scenario() -> None:
+        async with supervisor() as sup, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url(sup))
+            await ws.send_json({"id": 1, "method": "join", "params": {"token": "t", "room": "b"}})
+            assert (await ws.receive_json(timeout=10))["ok"] is True
+            await ws.send_bytes(b"\\x00binary")
+            while True:
+                answer = await ws.receive_json(timeout=10)
+                if "ok" in answer:
+                    break
+            assert answer["ok"] is False and answer["error"]["code"] == "invalid_message"
+            await ws.send_str("[" * 100_000)
+            while True:
+                answer = await ws.receive_json(timeout=10)
+                if "ok" in answer:
+                    break
+            assert answer["error"]["code"] == "invalid_json"
+            await ws.send_json({"id": 2, "method": "stats", "params": {}})
+            while True:
+                answer = await ws.receive_json(timeout=10)
+                if answer.get("id") == 2:
+                    break
+            assert answer["ok"] is True
+            await ws.close()
+
+    run(asyncio.wait_for(scenario(), LIMIT))

@@ -288,8 +288,8 @@ def test_sign_in_sessions_and_the_audit_trail(tmp_path: Path, run: Run) -> None:
             async with stranger.get(location, allow_redirects=False) as response:
                 assert response.status == 302
                 assert response.headers["Location"] == "/visit/visits"
-                cookie = response.headers["Set-Cookie"]
-                assert cookie.startswith("visit_session=")
+                cookies = response.headers.getall("Set-Cookie")
+                cookie = next(c for c in cookies if c.startswith("visit_session="))
                 assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
                 assert "Secure" not in cookie  # plain http on loopback
             async with stranger.get(location, allow_redirects=False) as response:
@@ -301,6 +301,16 @@ def test_sign_in_sessions_and_the_audit_trail(tmp_path: Path, run: Run) -> None:
                 assert error_text(await response.text()) == (
                     "the identification service returned no code"
                 )
+            # a sign-in finished in another browser than the one that started it (login CSRF)
+            fields = await login_page(stranger, service, "/visit/")
+            location = await pick_person(stranger, service, fields, "teen")
+            victim = await stack.enter_async_context(browser())
+            async with victim.get(location, allow_redirects=False) as response:
+                assert response.status == 400
+                assert error_text(await response.text()) == (
+                    "the sign-in was started in another browser; please sign in again"
+                )
+            assert not [c for c in victim.cookie_jar if c.key == "visit_session"]
             fields = await login_page(stranger, service, "/visit/")
             location = await pick_person(stranger, service, {**fields, "nonce": "other"}, "teen")
             async with stranger.get(location, allow_redirects=False) as response:
@@ -848,6 +858,16 @@ def test_joining_with_tickets_and_ending_the_visit(tmp_path: Path, run: Run) -> 
                 "Hanna Hoitaja",
             ]
 
+            # the survey opens at the end, and only to the clients
+            survey_path = "/visit/survey/" + await service.db(
+                service.book.sign_parts, "survey", visit
+            )
+            async with client.http.get(service.url + survey_path) as response:
+                assert response.status == 409
+                assert error_text(await response.text()) == (
+                    "The survey opens when the visit has ended."
+                )
+
             # only a professional ends it; a ticket issued before the end does not join after
             status, late = await ticket(service, client, visit, "p1")
             assert status == 200
@@ -875,6 +895,8 @@ def test_joining_with_tickets_and_ending_the_visit(tmp_path: Path, run: Run) -> 
                 "visit_closed: the visit has ended",
             )
 
+            async with nurse.http.get(service.url + ended["survey"]) as response:
+                assert response.status == 403  # the professional does not rate their own visit
             await survey_answered(service, stack, client, ended["survey"], visit)
             await access_logs(service, stack, client, made)
 

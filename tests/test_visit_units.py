@@ -93,6 +93,19 @@ def test_lobby_arrive_decide_and_leave() -> None:
     assert drain(watcher) == []
 
 
+def test_a_reloaded_waiting_room_page_stays_waiting() -> None:
+    """A reload opens the new page before the old one is noticed gone: the participant left
+    only when their last page closes."""
+    lobby = Lobby("a1")
+    lobby.arrive("p1", "Aino Asiakas", "client")
+    lobby.arrive("p1", "Aino Asiakas", "client")  # the reloaded page
+    lobby.left("p1")  # the old page, noticed late
+    assert lobby.entries["p1"].state == "waiting"
+    assert lobby.decide("p1", "admit").state == "admitted"
+    lobby.left("p1")
+    assert lobby.entries["p1"].state == "admitted"  # admitted people stay admitted
+
+
 def test_lobby_refuses_bad_decisions() -> None:
     lobby = Lobby("a1")
     lobby.arrive("p1", "Aino Asiakas", "client")
@@ -483,3 +496,22 @@ def test_every_text_the_server_uses_exists() -> None:
         used |= set(re.findall(r"\bt\(\s*lang\s*,\s*['\"](\w+)['\"]", source))
     assert len(used) > 40
     assert not sorted(used - set(TEXTS))
+
+
+def test_the_development_identity_provider_runs_on_loopback_only() -> None:
+    with pytest.raises(VisitConfigError, match="loopback host only"):
+        load(None, host="0.0.0.0")
+    assert load(None, host="0.0.0.0", identity_provider="oidc",
+                oidc_issuer="https://broker.example").host == "0.0.0.0"  # fmt: skip
+
+
+def test_boot_data_cannot_end_its_script_element() -> None:
+    from examples.visit_service.pages import layout
+
+    page = layout("en", "t", "", boot={"title": "</script><!--<script>alert(1)"})
+    script = page[page.index('<script type="application/json" id="boot">') :]
+    script = script[: script.index("</script>") + len("</script>")]
+    assert "<!--" not in script and script.count("<") == 2  # its own tags only
+    assert json.loads(script[script.index(">") + 1 : script.rindex("<")]) == {
+        "title": "</script><!--<script>alert(1)"
+    }

@@ -78,6 +78,11 @@ def _check(cfg: VisitConfig) -> VisitConfig:
         raise VisitConfigError(
             f"visit.identity_provider: expected 'dev' or 'oidc', got {cfg.identity_provider!r}"
         )
+    if cfg.identity_provider == "dev" and cfg.host not in ("127.0.0.1", "::1", "localhost"):
+        raise VisitConfigError(
+            "visit.identity_provider: the development identity provider lets anyone sign in as "
+            "a test person; it runs on a loopback host only (use 'oidc' with a real broker)"
+        )
     if cfg.identity_provider == "oidc" and not cfg.oidc_issuer.startswith("https://"):
         raise VisitConfigError("visit.oidc_issuer: an https URL is required with 'oidc'")
     if not loa.is_known(cfg.min_acr):

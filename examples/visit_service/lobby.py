@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class Lobby:
     def __init__(self, appointment_id: str) -> None:
         self.appointment_id = appointment_id
         self.entries: dict[str, Entry] = {}
+        self._pages: Counter[str] = Counter()  # open waiting-room pages per participant
         self._watchers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -62,6 +64,7 @@ class Lobby:
         entry = self.entries.get(participant_id)
         if entry is not None and entry.state in ("admitted", "denied", "held"):
             entry.name, entry.actingFor = name, acting_for
+            self._pages[participant_id] += 1
             self._changed()
             return entry
         waiting = sum(1 for e in self.entries.values() if e.state in ("waiting", "held"))
@@ -69,11 +72,17 @@ class Lobby:
             raise LobbyError("the waiting room is full")
         entry = Entry(participant_id, name, role, acting_for, "waiting", "", time.time())
         self.entries[participant_id] = entry
+        self._pages[participant_id] += 1
         self._changed()
         return entry
 
     def left(self, participant_id: str) -> None:
-        """The participant closed the waiting room page before being admitted."""
+        """A waiting-room page of the participant closed; when it was the last one (a reload
+        opens the new page before the old one is noticed gone), they left."""
+        self._pages[participant_id] -= 1
+        if self._pages[participant_id] > 0:
+            return
+        del self._pages[participant_id]
         entry = self.entries.get(participant_id)
         if entry is not None and entry.state in ("waiting", "held"):
             entry.state = "left"

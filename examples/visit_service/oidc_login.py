@@ -10,6 +10,8 @@ verifies the token (strongauth) and compares the nonce.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import aiohttp
 
 PENDING_SECONDS = 600
 MAX_PENDING = 5000
+MAX_PENDING_PER_ADDRESS = 20
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
@@ -32,6 +35,12 @@ class PendingLogin:
     nonce: str
     return_to: str
     created: float
+    browser: str  # SHA-256 of the secret in the browser's sign-in cookie
+    remote: str  # the address that started it (a bound on sign-ins per address)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class OidcLogin:
@@ -70,17 +79,20 @@ class OidcLogin:
                 self._metadata = found
             return self._metadata
 
-    async def begin(self, return_to: str) -> str:
-        """The URL of the provider's sign-in page."""
+    async def begin(self, return_to: str, remote: str) -> tuple[str, str]:
+        """The URL of the provider's sign-in page, and a secret for a cookie of this browser:
+        ``finish`` takes the sign-in only from the browser that started it."""
         meta = await self.metadata()
         now = time.monotonic()
-        for state, pending in list(self._pending.items()):
+        for key, pending in list(self._pending.items()):
             if now - pending.created > PENDING_SECONDS:
-                del self._pending[state]
-        if len(self._pending) >= MAX_PENDING:
+                del self._pending[key]
+        mine = sum(1 for p in self._pending.values() if p.remote == remote)
+        if len(self._pending) >= MAX_PENDING or mine >= MAX_PENDING_PER_ADDRESS:
             raise LoginError("too many sign-ins are under way; try again in a moment")
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self._pending[state] = PendingLogin(nonce, return_to, now)
+        browser = secrets.token_urlsafe(24)
+        self._pending[state] = PendingLogin(nonce, return_to, now, _digest(browser), remote)
         query = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -91,13 +103,17 @@ class OidcLogin:
         }
         if self.acr_values:
             query["acr_values"] = self.acr_values
-        return f"{meta['authorization_endpoint']}?{urlencode(query)}"
+        return f"{meta['authorization_endpoint']}?{urlencode(query)}", browser
 
-    async def finish(self, state: str, code: str) -> tuple[str, PendingLogin]:
-        """The ID token of a completed sign-in and what ``begin`` kept for it."""
-        pending = self._pending.pop(state, None) if isinstance(state, str) else None
+    async def finish(self, state: str, code: str, browser: str) -> tuple[str, PendingLogin]:
+        """The ID token of a completed sign-in and what ``begin`` kept for it; ``browser`` is
+        the secret of the sign-in cookie (a sign-in started elsewhere is refused)."""
+        pending = self._pending.get(state) if isinstance(state, str) else None
         if pending is None or time.monotonic() - pending.created > PENDING_SECONDS:
             raise LoginError("the sign-in has expired or was already used; please sign in again")
+        if not hmac.compare_digest(pending.browser, _digest(browser or "")):
+            raise LoginError("the sign-in was started in another browser; please sign in again")
+        del self._pending[state]
         if not isinstance(code, str) or not 0 < len(code) <= 2048:
             raise LoginError("the identification service returned no code")
         meta = await self.metadata()

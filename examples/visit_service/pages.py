@@ -44,7 +44,8 @@ def layout(
         )
     boot_json = ""
     if boot is not None:
-        text = json.dumps(boot).replace("</", "<\\/")
+        # no "<" at all inside the script element: "</script" and "<!--" cannot occur
+        text = json.dumps(boot).replace("<", "\\u003c")
         boot_json = f'<script type="application/json" id="boot">{text}</script>'
     script_tags = "".join(
         f'<script type="module" src="/visit/static/{e(s)}"></script>' for s in scripts

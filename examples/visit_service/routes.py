@@ -156,12 +156,22 @@ def appointment_json(a: Appointment) -> dict[str, Any]:
 
 
 async def grants_of(service: VisitService, subject: str) -> dict[str, str]:
-    """principal subject -> name, for the person's grants (not revoked) in the proxy plugin."""
+    """principal subject -> name, for the person's grants in the proxy plugin that hold now:
+    not revoked, within their validity, confirmed by every guardian they need. (Whether they
+    let the person act in a visit is the proxy plugin's decision at the join.)"""
     proxy = service.proxy
     if proxy is None or proxy.store is None:
         return {}
+    now = service.now()
     grants = await proxy.db(proxy.store.of_delegate, subject)
-    return {g.principal: g.principal_name for g in grants if not g.revoked}
+    return {
+        g.principal: g.principal_name
+        for g in grants
+        if not g.revoked
+        and (g.valid_from is None or g.valid_from <= now)
+        and (g.valid_until is None or now < g.valid_until)
+        and len(g.confirmed_by) >= g.guardians_required
+    }
 
 
 async def seat_of(
@@ -261,14 +271,22 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+LOGIN_COOKIE = "visit_login"
+
+
 async def login(request: web.Request) -> web.Response:
     service = service_of(request)
     assert service.login is not None
     try:
-        url = await service.login.begin(safe_next(request.query.get("next")))
+        url, browser = await service.login.begin(
+            safe_next(request.query.get("next")), request.remote or ""
+        )
     except LoginError as exc:
         return page_error(request, str(exc), 503)
-    raise web.HTTPFound(url)
+    response = web.HTTPFound(url)
+    response.set_cookie(LOGIN_COOKIE, browser, httponly=True, samesite="Lax", max_age=600,
+                        path="/visit/callback", secure=service.config.secure_cookies)  # fmt: skip
+    raise response
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -276,7 +294,9 @@ async def callback(request: web.Request) -> web.Response:
     assert service.login is not None
     try:
         token, pending = await service.login.finish(
-            request.query.get("state", ""), request.query.get("code", "")
+            request.query.get("state", ""),
+            request.query.get("code", ""),
+            request.cookies.get(LOGIN_COOKIE, ""),
         )
         identity = await service.identify(token, request.remote or "", pending.nonce)
     except LoginError as exc:
@@ -286,6 +306,7 @@ async def callback(request: web.Request) -> web.Response:
     except Denied as denied:
         return page_error(request, denied.message, 401)
     response = web.HTTPFound(pending.return_to)
+    response.del_cookie(LOGIN_COOKIE, path="/visit/callback")
     service.sessions.create(response, identity)
     log.info("visit: subject %s signed in (%s)", identity.subject, identity.method)
     raise response
@@ -647,7 +668,10 @@ async def ticket(request: web.Request) -> web.Response:
     join_params: dict[str, Any] = {"visitParticipant": seat.participant}
     if seat.acting_for:
         join_params["onBehalfOf"] = {"principal": seat.acting_for}
-    value = service.strongauth.issue_ticket(session.identity, appointment.room)
+    try:
+        value = service.strongauth.issue_ticket(session.identity, appointment.room)
+    except RuntimeError:  # every ticket place is taken (they expire in two minutes)
+        return error(503, "busy", "too many people are joining right now; try again shortly")
     return web.json_response({"ticket": value, "room": appointment.room, "joinParams": join_params})
 
 
@@ -686,6 +710,8 @@ async def lobby_stream(request: web.Request) -> web.StreamResponse:
         )
         if seat.role != Role.PROFESSIONAL.value:
             raise BadRequest("only the visit's professionals see the waiting room", status=403)
+        if appointment.status in (Status.ENDED, Status.CANCELLED):
+            raise BadRequest(closed_text(appointment.status), status=409)
     except BadRequest as bad:
         return error(bad.status, bad.code, bad.message)
     return await stream_lobby(
@@ -812,8 +838,10 @@ async def survey(request: web.Request) -> web.Response:
     if session is None:
         return to_login(request)
     seat = await my_seat(service, appointment, session)
-    if seat is None:
+    if seat is None or seat.role == Role.PROFESSIONAL.value:
         return page_error(request, t(lang, "forbidden"), 403)
+    if appointment.status is not Status.ENDED:
+        return page_error(request, t(lang, "survey_not_yet"), 409)
     participant_id = seat.participant
     message = ""
     status = 200
@@ -985,9 +1013,18 @@ async def access_log(request: web.Request) -> web.Response:
         records.update({r["id"]: r for r in found})
     mine = await service.db(service.book.of_person, me)
     visits = {a.room: a for a in mine if a.organizer != me}
+    shown_to_others = {
+        "joined",
+        "left",
+        "viewed",
+        "recording_consent",
+        "recording_refused",
+        "proxy_allowed",
+    }  # others' refusals and sign-ins are theirs, not mine
     for room in visits:
         for r in await strongauth.audit_call(audit.query, room=room, limit=500):
-            records[r["id"]] = r
+            if r["decision"] in shown_to_others or me in (r["subject"], r["principal"]):
+                records[r["id"]] = r
     labels = {
         "joined",
         "left",

@@ -208,6 +208,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "comment": ("Kommentti (valinnainen)", "Comment (optional)"),
     "submit": ("Lähetä vastaus", "Send the answer"),
     "thanks": ("Kiitos vastauksestasi!", "Thank you for your answer!"),
+    "survey_not_yet": (
+        "Kysely avautuu, kun vastaanotto on päättynyt.",
+        "The survey opens when the visit has ended.",
+    ),
     "survey_invalid": ("Kyselylinkki ei kelpaa.", "The survey link is not valid."),
     # -- statistics
     "stats_title": ("Tilastot {year}", "Statistics {year}"),

@@ -81,6 +81,7 @@ MAX_DISPLAY_NAME = 128
 MAX_IDENTITY_CODE = 256
 TICKET_PREFIX = "msat."  # a join token with this prefix is a join ticket, not an ID token
 MAX_TICKETS = 10000  # outstanding join tickets at most (each is a few hundred bytes)
+MAX_TICKETS_PER_SUBJECT = 5  # a person's sixth replaces their oldest
 MAX_TICKET_SECONDS = 3600.0
 
 
@@ -521,6 +522,9 @@ class StrongAuthPlugin(Plugin):
             raise ValueError(f"seconds must be a number from 1 to {MAX_TICKET_SECONDS:g}")
         now = self.clock()
         self._sweep_tickets(now)
+        mine = [t for t, held in self._tickets.items() if held.identity.subject == identity.subject]
+        for old in mine[: max(0, len(mine) - MAX_TICKETS_PER_SUBJECT + 1)]:
+            del self._tickets[old]  # oldest first (dicts keep insertion order)
         if len(self._tickets) >= MAX_TICKETS:
             raise RuntimeError("too many outstanding join tickets")
         kept = replace(identity, claims=dict(identity.claims), private=dict(identity.private))

@@ -14,7 +14,12 @@ from typing import Any
 import mediasrv_strongauth.plugin as strongauth_plugin
 import pytest
 from mediasrv_strongauth import loa
-from mediasrv_strongauth.plugin import MAX_TICKETS, TICKET_PREFIX, StrongAuthPlugin
+from mediasrv_strongauth.plugin import (
+    MAX_TICKETS,
+    MAX_TICKETS_PER_SUBJECT,
+    TICKET_PREFIX,
+    StrongAuthPlugin,
+)
 from test_strongauth import HETU, Setup, expected_subject, run, strongauth
 
 from mediasrv.plugin import Identity
@@ -335,5 +340,21 @@ def test_an_id_token_still_joins_beside_tickets(tmp_path: Path) -> None:
             assert peer.identity is not None and peer.identity.subject == expected_subject(HETU)
             accepted = await s.records("accepted")
             assert accepted[0]["detail"] is None and accepted[0]["proof"]
+
+    run(main())
+
+
+def test_one_person_holds_at_most_five_tickets(tmp_path: Path) -> None:
+    """A person's sixth ticket replaces their oldest: nobody can use up everyone's tickets."""
+
+    async def main() -> None:
+        async with strongauth(tmp_path) as s:
+            plugin: StrongAuthPlugin = s.plugin
+            identity = await identify(s)
+            tickets = [plugin.issue_ticket(identity, "visit-1") for _ in range(20)]
+            held = [t for t in tickets if t in plugin._tickets]
+            assert held == tickets[-MAX_TICKETS_PER_SUBJECT:]
+            assert await s.refused(tickets[0]) == "ticket_invalid"
+            assert (await s.join(tickets[-1]))["ok"] is True
 
     run(main())
