@@ -80,8 +80,23 @@ async def client_sdk(request: web.Request) -> web.Response:
     )
 
 
+@web.middleware
+async def forwarded_remote(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Behind the supervisor (``trust_forwarded``): ``request.remote`` is the client's address
+    from X-Forwarded-For, for every route (signaling, admin, plugins' routes)."""
+    from mediasrv.signaling import client_address
+
+    address = client_address(request, True)
+    if address != request.remote:
+        request = request.clone(remote=address)
+    return await handler(request)
+
+
 def create_app(server: MediaServer) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    middlewares = [forwarded_remote] if server.config.trust_forwarded else []
+    app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app[SERVER_KEY] = server
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -257,3 +257,37 @@ def test_binary_frames_and_nested_json_through_the_relay(run: Any) -> None:
             await ws.close()
 
     run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_routes_behind_the_supervisor_see_the_client_address(run: Any) -> None:
+    """With trust_forwarded (a worker process), plugins' routes and the admin API get the
+    client's address from X-Forwarded-For, when the connection is from loopback."""
+    from mediasrv.media_server import MediaServer
+    from mediasrv.plugin import Plugin
+
+    class Echo(Plugin):
+        name = "echo"
+
+        def routes(self) -> list[aiohttp.web.RouteDef]:
+            async def remote(request: aiohttp.web.Request) -> aiohttp.web.Response:
+                return aiohttp.web.json_response({"remote": request.remote})
+
+            return [aiohttp.web.get("/remote", remote)]
+
+    async def scenario() -> None:
+        for trusted, expected in ((True, "203.0.113.9"), (False, "127.0.0.1")):
+            server = MediaServer(ServerConfig(port=0, trust_forwarded=trusted))
+            server.plugins.add(Echo)
+            await server.start()
+            try:
+                assert server.http_address is not None
+                where = f"http://127.0.0.1:{server.http_address[1]}/plugins/echo/remote"
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(where, headers={"X-Forwarded-For": "203.0.113.9"}) as answer,
+                ):
+                    assert (await answer.json())["remote"] == expected
+            finally:
+                await server.close()
+
+    run(asyncio.wait_for(scenario(), LIMIT))
