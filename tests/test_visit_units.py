@@ -106,6 +106,20 @@ def test_a_reloaded_waiting_room_page_stays_waiting() -> None:
     assert lobby.entries["p1"].state == "admitted"  # admitted people stay admitted
 
 
+def test_a_lobby_decision_is_about_a_person_not_a_seat() -> None:
+    """The client is let in; a delegate then arriving on the same seat waits anew, and the
+    client's admission does not let the delegate in."""
+    lobby = Lobby("a1")
+    lobby.arrive("p1", "Eino Vanhus", "client", subject="eino")
+    lobby.decide("p1", "admit")
+    assert lobby.admitted("p1", "eino")
+    entry = lobby.arrive("p1", "Raili Sukulainen", "client", "Eino Vanhus", subject="raili")
+    assert entry.state == "waiting"
+    assert not lobby.admitted("p1", "raili") and not lobby.admitted("p1", "eino")
+    lobby.decide("p1", "admit")
+    assert lobby.admitted("p1", "raili")
+
+
 def test_lobby_refuses_bad_decisions() -> None:
     lobby = Lobby("a1")
     lobby.arrive("p1", "Aino Asiakas", "client")

@@ -37,6 +37,7 @@ class Lobby:
         self.appointment_id = appointment_id
         self.entries: dict[str, Entry] = {}
         self._pages: Counter[str] = Counter()  # open waiting-room pages per participant
+        self._subjects: dict[str, str] = {}  # who is on each seat (never sent to browsers)
         self._watchers: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -58,10 +59,18 @@ class Lobby:
     def unwatch(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
         self._watchers.discard(queue)
 
-    def arrive(self, participant_id: str, name: str, role: str, acting_for: str = "") -> Entry:
+    def arrive(
+        self, participant_id: str, name: str, role: str, acting_for: str = "", subject: str = ""
+    ) -> Entry:
         """A participant enters (or comes back to) the waiting room. An admitted participant
-        stays admitted (a reload or a dropped connection does not send them back)."""
+        stays admitted (a reload or a dropped connection does not send them back); someone
+        else on the same seat (a delegate after the client, or the other way round) waits
+        anew: a decision is about a person, not a seat."""
         entry = self.entries.get(participant_id)
+        if entry is not None and self._subjects.get(participant_id, "") != subject:
+            entry = None
+            self._pages.pop(participant_id, None)
+        self._subjects[participant_id] = subject
         if entry is not None and entry.state in ("admitted", "denied", "held"):
             entry.name, entry.actingFor = name, acting_for
             self._pages[participant_id] += 1
@@ -103,8 +112,11 @@ class Lobby:
         self._changed()
         return entry
 
-    def admitted(self, participant_id: str) -> bool:
+    def admitted(self, participant_id: str, subject: str | None = None) -> bool:
+        """Whether the seat's person (``subject``, when given) was let in."""
         entry = self.entries.get(participant_id)
+        if subject is not None and self._subjects.get(participant_id, "") != subject:
+            return False
         return entry is not None and entry.state == "admitted"
 
     def close(self) -> None:

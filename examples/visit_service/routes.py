@@ -661,7 +661,7 @@ async def ticket(request: web.Request) -> web.Response:
             raise BadRequest(closed_text(appointment.status), status=409)
         if seat.role != Role.PROFESSIONAL.value and not service.lobbies.get(
             appointment.id
-        ).admitted(seat.participant):
+        ).admitted(seat.participant, session.subject):
             raise BadRequest("wait until the professional lets you in", status=403)
     except BadRequest as bad:
         return error(bad.status, bad.code, bad.message)
@@ -678,13 +678,11 @@ async def ticket(request: web.Request) -> web.Response:
 async def wait(request: web.Request) -> web.StreamResponse:
     """The client's waiting room: an event stream of its own entry."""
     try:
-        service, _session, appointment, seat = await _visit_and_seat(
-            request, request.query.get("p")
-        )
+        service, session, appointment, seat = await _visit_and_seat(request, request.query.get("p"))
         if appointment.status in (Status.ENDED, Status.CANCELLED):
             raise BadRequest(closed_text(appointment.status), status=409)
         lobby = service.lobbies.get(appointment.id)
-        lobby.arrive(seat.participant, seat.name, seat.role, seat.acting_for_name)
+        lobby.arrive(seat.participant, seat.name, seat.role, seat.acting_for_name, session.subject)
     except BadRequest as bad:
         return error(bad.status, bad.code, bad.message)
     except LobbyError as exc:

@@ -32,6 +32,10 @@ ROOM_PREFIX = "visit-"
 HOST = "host"  # the participant id of the organizing professional
 
 
+def consent_key(seat: dict[str, Any]) -> str:
+    return f"{seat.get('participant', '')}:{seat.get('subject', '')}"
+
+
 def seat_of(peer: Any) -> dict[str, Any]:
     """The visit facts of a joined peer (participant id, role, name, host)."""
     found = getattr(peer, "app_data", {}).get("visit")
@@ -45,7 +49,8 @@ class VisitPlugin(Plugin):
     def __init__(self, server: Any, config: Any) -> None:
         super().__init__(server, config)
         self.service: VisitService | None = None
-        self.consents: dict[str, dict[str, bool]] = {}  # room -> participant id -> answer
+        # room -> "participant:subject" -> answer (a consent is a person's, not a seat's)
+        self.consents: dict[str, dict[str, bool]] = {}
         self.asked: set[str] = set()  # rooms whose recording a professional has asked for
         self.states: dict[str, dict[str, dict[str, bool]]] = {}  # room -> peer -> state
 
@@ -84,9 +89,8 @@ class VisitPlugin(Plugin):
         if seat is None:
             raise Denied("not_invited", "you are not a participant of this visit")
         role, _ = seat
-        if role != Role.PROFESSIONAL.value and not service.lobbies.get(appointment.id).admitted(
-            wanted
-        ):
+        lobby = service.lobbies.get(appointment.id)
+        if role != Role.PROFESSIONAL.value and not lobby.admitted(wanted, identity.subject):
             raise Denied("not_admitted", "wait in the waiting room until you are let in")
         request.attributes["visit"] = {"role": role, "host": wanted == HOST}
         request.app_data["visit"] = {
@@ -118,7 +122,7 @@ class VisitPlugin(Plugin):
 
     def _peer_joined(self, room: Room, peer: Peer) -> None:
         seat = seat_of(peer)
-        consented = self.consents.get(room.id, {}).get(seat.get("participant", ""))
+        consented = self.consents.get(room.id, {}).get(consent_key(seat))
         if room.recording_active and seat.get("role") != Role.PROFESSIONAL.value and not consented:
             peer.notify("visit.consentRequest", {"requestedBy": "", "recording": True})
 
@@ -145,7 +149,7 @@ class VisitPlugin(Plugin):
             p
             for p in owners
             if seat_of(p).get("role") != Role.PROFESSIONAL.value
-            and not answers.get(seat_of(p).get("participant", ""))
+            and not answers.get(consent_key(seat_of(p)))
         ]
 
     async def authorize_recording(self, room: Room, producers: list[Producer]) -> None:
@@ -213,7 +217,7 @@ class VisitPlugin(Plugin):
             if professional:
                 raise Denied("forbidden", "professionals are not asked for consent")
             await self._audit_consent(room, peer, granted)
-            self.consents.setdefault(room.id, {})[seat.get("participant", "")] = granted
+            self.consents.setdefault(room.id, {})[consent_key(seat)] = granted
             for other in list(room.peers.values()):
                 if seat_of(other).get("role") == Role.PROFESSIONAL.value:
                     other.notify(
