@@ -75,12 +75,18 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def serve(config: ServerConfig) -> None:
-    # Handlers first: whoever reads "listening" may signal us at once.
+def stop_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM. Installed first: whoever reads "listening" may
+    signal us at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(config: ServerConfig) -> None:
+    stop = stop_signals()
     server = MediaServer(config)
     await server.start()
     assert server.http_address is not None
@@ -102,10 +108,7 @@ async def serve_supervised(config: ServerConfig) -> None:
     """Worker processes behind a supervisor (``processes`` other than 1)."""
     from mediasrv.supervisor import Supervisor
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signals()
     supervisor = Supervisor(config)
     try:
         await supervisor.start()

@@ -16,28 +16,17 @@ from typing import Any
 from axe_support import axe_violations, describe
 from browser_support import CHROMIUM, CHROMIUM_ARGS
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
-
-from examples.visit_service.config import load
-from examples.visit_service.demo import seed_people
-from examples.visit_service.service import VisitService
+from visit_http_support import visit_service as http_visit_service
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOTS = ROOT / "test-artifacts" / "visit"
 STEP = 20.0  # seconds: any single wait
 
 
-@contextlib.asynccontextmanager
-async def visit_service(data_dir: Path, **settings: Any) -> AsyncIterator[VisitService]:
-    config = load(None, **{"port": 0, "dev_idp_port": 0, "data_dir": str(data_dir),
-                           "demo_data": False, "video_width": 640, "video_height": 480,
-                           **settings})  # fmt: skip
-    service = VisitService(config)
-    await service.start()
-    try:
-        await seed_people(service)
-        yield service
-    finally:
-        await service.close()
+def visit_service(data_dir: Path, **settings: Any) -> Any:
+    """The HTTP tests' service (tests/visit_http_support.py) with a small camera: four pages
+    publish at once on two cores."""
+    return http_visit_service(data_dir, **{"video_width": 640, "video_height": 480, **settings})
 
 
 @contextlib.asynccontextmanager
