@@ -10,6 +10,7 @@ from mediasrv.events import Emitter
 
 if TYPE_CHECKING:
     from mediasrv import _core
+    from mediasrv.pipe_transport import PipeTransport
     from mediasrv.plain_rtp_transport import PlainRtpTransport
     from mediasrv.producer import Producer
     from mediasrv.recording_transport import RecordingTransport
@@ -62,6 +63,19 @@ class Router(Emitter):
         if self.closed:
             raise RuntimeError("the router is closed")
         transport = PlainRtpTransport(
+            self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
+        )
+        self.transports[transport.id] = transport
+        return transport
+
+    def create_pipe_transport(self, *, app_data: dict[str, Any] | None = None) -> PipeTransport:
+        """A transport carrying producers to or from another router's worker (PipeTransport);
+        ``connect()`` it to the other side's ``local_address``."""
+        from mediasrv.pipe_transport import PipeTransport
+
+        if self.closed:
+            raise RuntimeError("the router is closed")
+        transport = PipeTransport(
             self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
         )
         self.transports[transport.id] = transport
