@@ -153,6 +153,11 @@ class ServerConfig:
     # worker processes (each its own event loop, UDP port and rooms) behind one supervisor that
     # relays signaling; 1: everything in this process; 0: one per CPU core
     processes: int = 1
+    # with worker processes: a room's peers per worker before its later peers go to another
+    # worker, its producers piped both ways (0: a room stays on one worker)
+    room_spread_at: int = 0
+    # the supervisor's per-run token of a worker process's internal API (never configured)
+    internal_token: str | None = field(default=None, repr=False)
     # take the client's address from X-Forwarded-For when the connection comes from loopback
     # (set for the supervisor's worker processes; never on a listener clients reach directly)
     trust_forwarded: bool = False
@@ -164,6 +169,8 @@ class ServerConfig:
             raise ValueError("host: must not be empty")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ValueError("admin_token: at least 16 characters (or leave it out: no admin API)")
+        if not 0 <= self.room_spread_at <= 10_000:
+            raise ValueError(f"room_spread_at: {self.room_spread_at} is outside 0..10000")
         if not 0 <= self.processes <= 256:
             raise ValueError(f"processes: {self.processes} is outside 0..256 (0: one per core)")
         if not 0 <= self.drain_timeout <= 3600:

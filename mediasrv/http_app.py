@@ -105,6 +105,10 @@ def create_app(server: MediaServer) -> web.Application:
     app.router.add_get("/", info)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get(f"/client/{CLIENT_JS}", client_sdk)
+    if server.config.internal_token:
+        from mediasrv.room_links import internal_routes
+
+        app.add_routes(internal_routes(server, server.links))
     if server.config.admin_token:
         from mediasrv.admin_api import admin_routes
 

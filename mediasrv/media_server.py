@@ -59,6 +59,9 @@ class MediaServer(Emitter):
         self.loop_lag = LoopLagMonitor(self.metrics)
         self._metrics_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        from mediasrv.room_links import RoomLinks
+
+        self.links = RoomLinks(self)  # rooms spread over worker processes (supervisor)
 
     @property
     def app(self) -> web.Application:
@@ -224,6 +227,7 @@ class MediaServer(Emitter):
         )
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.links.close()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         await asyncio.gather(*(w.close() for w in self.workers))

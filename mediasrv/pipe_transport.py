@@ -32,6 +32,7 @@ from mediasrv.rtp_capabilities import SUBSCRIBE_EXTENSIONS
 if TYPE_CHECKING:
     from mediasrv.consumer import Consumer
     from mediasrv.producer import Producer
+    from mediasrv.router import Router
 
 OFFER_KEYS = ("kind", "mimeType", "payloadType", "ssrc", "rtxPayloadType", "rtxSsrc",
               "extensions", "producerId", "appData")  # fmt: skip
@@ -43,6 +44,14 @@ class PipeError(ValueError):
 
 class PipeTransport(PlainRtpTransport):
     kind = "pipe"
+
+    def __init__(self, router: Router, **kwargs: Any) -> None:
+        super().__init__(router, **kwargs)
+        self._rooms: dict[str, Router] = {}  # received producer id -> the router it joined
+        self._target: Router | None = None
+
+    def router_of(self, producer: Producer) -> Router:
+        return self._rooms.get(producer.id, self.router)
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -72,11 +81,37 @@ class PipeTransport(PlainRtpTransport):
             "appData": {k: v for k, v in producer.app_data.items() if k == "peerId"},
         }
 
-    def receive(self, offer: object) -> Producer:
-        """The producer the other side's :meth:`send` carries here."""
+    def receive(self, offer: object, router: Router | None = None) -> Producer:
+        """The producer the other side's :meth:`send` carries here, a producer of ``router``
+        (default: this transport's; a worker's shared pipe serves every room's router). It
+        closes when that router closes."""
         if self.remote_address is None:
             raise RuntimeError("connect() the pipe first")
         o = check_offer(offer)
+        target = router or self.router
+        if target.worker is not self.router.worker:
+            raise ValueError("the router is on another worker than the pipe")
+        if target.closed:
+            raise RuntimeError("the router is closed")
+        self._target = target
+        try:
+            producer = self._produce(o)
+        finally:
+            self._target = None
+        if target is not self.router:
+            target.once("close", producer.close)
+        return producer
+
+    def add_producer(self, producer: Producer) -> None:
+        if self._target is not None:
+            self._rooms[producer.id] = self._target
+        super().add_producer(producer)
+
+    def _producer_closed(self, producer: Producer) -> None:
+        super()._producer_closed(producer)
+        self._rooms.pop(producer.id, None)
+
+    def _produce(self, o: dict[str, Any]) -> Producer:
         return self.produce(
             kind=o["kind"],
             mime_type=o["mimeType"],

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections import Counter
@@ -79,6 +80,9 @@ class Supervisor:
         self.workers = [WorkerHandle(i) for i in range(process_count(config))]
         self.rooms: dict[str, WorkerHandle] = {}  # room -> the worker that holds it
         self._room_sessions: Counter[str] = Counter()
+        self._on_worker: Counter[tuple[str, int]] = Counter()  # (room, worker index) -> sessions
+        self.spans: dict[str, list[WorkerHandle]] = {}  # the workers a room is spread over
+        self.token = secrets.token_urlsafe(32)  # the workers' internal API
         self.restarts: Counter[int] = Counter()  # by worker index
         self.http_address: tuple[str, int] | None = None
         self.closing = False
@@ -106,7 +110,7 @@ class Supervisor:
     async def start(self) -> None:
         # no connection limit: every relayed signaling connection holds one upstream socket
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        await asyncio.gather(*(w.start(self.config) for w in self.workers))
+        await asyncio.gather(*(w.start(self.config, self.token) for w in self.workers))
         self._watchers = [asyncio.ensure_future(self._watch(w)) for w in self.workers]
         app = web.Application(client_max_size=MAX_PROXY_BODY)
         app.router.add_get("/ws", self._ws)
@@ -172,7 +176,7 @@ class Supervisor:
             while not self.closing:
                 await asyncio.sleep(RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)])
                 try:
-                    await worker.start(self.config)
+                    await worker.start(self.config, self.token)
                     break
                 except WorkerStartError as exc:
                     log.error("%s", exc)
@@ -184,11 +188,14 @@ class Supervisor:
     # ---- placing rooms ----
 
     def place(self, room: str | None) -> WorkerHandle | None:
-        """The worker of this room, or the least loaded running worker (which then holds it)."""
+        """The worker for a connection to this room: the room's (or, when the room spreads,
+        a worker of the room with room left, or a new one linked to the others), else the
+        least loaded running worker, which then holds the room. Counts the connection."""
         if room is not None:
             found = self.rooms.get(room)
             if found is not None and found.ready:
-                self._room_sessions[room] += 1
+                found = self._spread(room, found)
+                self._count(room, found, 1)
                 return found
         running = [w for w in self.workers if w.ready]
         if not running:
@@ -196,8 +203,81 @@ class Supervisor:
         chosen = min(running, key=lambda w: (w.load, self._rooms_on(w), w.index))
         if room is not None:
             self.rooms[room] = chosen
-            self._room_sessions[room] += 1  # the connection placed here counts at once
+            self.spans[room] = [chosen]
+            self._count(room, chosen, 1)  # the connection placed here counts at once
         return chosen
+
+    def _count(self, room: str, worker: WorkerHandle, delta: int) -> None:
+        self._room_sessions[room] += delta
+        self._on_worker[(room, worker.index)] += delta
+
+    def _spread(self, room: str, found: WorkerHandle) -> WorkerHandle:
+        """With ``room_spread_at``: the worker of the room with room left, or a new worker for
+        it, linked to the room's others (their producers piped both ways)."""
+        limit = self.config.room_spread_at
+        if not limit or self.config.media.workers != 1:
+            return found
+        spans = self.spans.setdefault(room, [found])
+        for worker in [found, *spans]:
+            if worker.ready and self._on_worker[(room, worker.index)] < limit:
+                self.rooms[room] = worker
+                return worker
+        others = [w for w in self.workers if w.ready and w not in spans]
+        if not others:
+            return min(
+                (w for w in spans if w.ready),
+                key=lambda w: self._on_worker[(room, w.index)],
+                default=found,
+            )
+        new = min(others, key=lambda w: (w.load, w.index))
+        linked = [w for w in spans if w.ready]
+        spans.append(new)
+        self.rooms[room] = new
+        task = asyncio.ensure_future(self._link(room, new, linked))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        log.info(
+            "room %r spreads to worker %d (linked to %s)",
+            room,
+            new.index,
+            [w.index for w in linked],
+        )
+        return new
+
+    async def _link(self, room: str, new: WorkerHandle, others: list[WorkerHandle]) -> None:
+        """Pipe the room's producers both ways between ``new`` and each of ``others``."""
+        ip = self.config.media.listen_ip
+        calls = []
+        for other in others:
+            calls.append(
+                self._internal(
+                    other,
+                    f"/internal/rooms/{room}/links",
+                    {"udp": [ip, new.rtc_ports[0]], "http": new.http_port},
+                )
+            )
+            calls.append(
+                self._internal(
+                    new,
+                    f"/internal/rooms/{room}/links",
+                    {"udp": [ip, other.rtc_ports[0]], "http": other.http_port},
+                )
+            )
+        await asyncio.gather(*calls)
+
+    async def _internal(self, worker: WorkerHandle, path: str, body: dict[str, Any]) -> None:
+        url = f"http://127.0.0.1:{worker.http_port}{path}"
+        try:
+            async with self.http.post(
+                url,
+                json=body,
+                timeout=PROXY_TIMEOUT,
+                headers={"Authorization": f"Bearer {self.token}"},
+            ) as answer:
+                if answer.status != 200:
+                    log.warning("worker %d refused %s: %s", worker.index, path, await answer.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("worker %d: %s failed: %s", worker.index, path, type(exc).__name__)
 
     async def route(
         self, room: str | None, relayed: bool
@@ -233,20 +313,39 @@ class Supervisor:
         for room in [r for r, w in self.rooms.items() if w is worker]:
             del self.rooms[room]
             self._room_sessions.pop(room, None)
+        for room, spans in list(self.spans.items()):
+            if worker in spans:
+                spans.remove(worker)
+                self._room_sessions[room] -= self._on_worker.pop((room, worker.index), 0)
+                if spans and room not in self.rooms:
+                    self.rooms[room] = spans[-1]
+            if not spans:
+                del self.spans[room]
+                self._room_sessions.pop(room, None)
 
     def _rooms_on(self, worker: WorkerHandle) -> int:
         return sum(1 for w in self.rooms.values() if w is worker)
 
     def room_joined(self, room: str, worker: WorkerHandle) -> None:
-        self.rooms[room] = worker
-        self._room_sessions[room] += 1
+        self.rooms.setdefault(room, worker)
+        if worker not in self.spans.setdefault(room, [worker]):
+            self.spans[room].append(worker)
+        self._count(room, worker, 1)
 
     def room_left(self, room: str, worker: WorkerHandle, generation: int) -> None:
         if generation != worker.starts:
             return  # that worker died and its rooms were cleared then
-        self._room_sessions[room] -= 1
+        self._count(room, worker, -1)
+        if self._on_worker[(room, worker.index)] <= 0:
+            self._on_worker.pop((room, worker.index), None)
+            spans = self.spans.get(room, [])
+            if worker in spans and self._room_sessions[room] > 0:
+                spans.remove(worker)  # its share of the room is empty: new joins go elsewhere
+                if self.rooms.get(room) is worker and spans:
+                    self.rooms[room] = spans[-1]
         if self._room_sessions[room] <= 0:
             self._room_sessions.pop(room, None)
+            self.spans.pop(room, None)
             if self.rooms.get(room) is worker:
                 del self.rooms[room]
                 if self.directory is not None and not self.closing:

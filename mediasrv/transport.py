@@ -70,11 +70,16 @@ class Transport(Emitter):
     def connected(self) -> bool:
         return bool(self.plane.ready) and self.plane.remote_address is not None
 
+    def router_of(self, producer: Producer) -> Router:
+        """The router whose room a producer of this transport belongs to (its own; a pipe
+        shared by the rooms of a worker says otherwise)."""
+        return self.router
+
     def add_producer(self, producer: Producer) -> None:
         self.producers[producer.id] = producer
         for stream in producer.layers.values():
             self._producers_by_ssrc[stream.ssrc] = producer
-        self.router._producer_added(producer)
+        self.router_of(producer)._producer_added(producer)
         self.emit("producer", producer)
 
     def _producer_ssrc_added(self, producer: Producer, ssrc: int) -> None:
@@ -106,7 +111,7 @@ class Transport(Emitter):
         self.producers.pop(producer.id, None)
         for stream in producer.layers.values():
             self._producers_by_ssrc.pop(stream.ssrc, None)
-        self.router._producer_closed(producer)
+        self.router_of(producer)._producer_closed(producer)
 
     def _consumer_closed(self, consumer: Consumer) -> None:
         self.worker.release_ssrcs(consumer.ssrc, consumer.rtx_ssrc)

@@ -10,7 +10,7 @@ import secrets
 import struct
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioice import stun
 
@@ -20,6 +20,9 @@ from mediasrv.config import MediaConfig
 from mediasrv.events import Emitter
 from mediasrv.router import Router
 from mediasrv.webrtc_transport import WebRtcTransport
+
+if TYPE_CHECKING:
+    from mediasrv.pipe_transport import PipeTransport
 
 log = logging.getLogger("mediasrv.worker")
 
@@ -53,6 +56,8 @@ class Worker(Emitter):
         # counters of producers and consumers that have closed (for the metrics' totals)
         self.closed_totals: Counter[str] = Counter()
         self.closed = False
+        self._pipes: dict[tuple[str, int], PipeTransport] = {}
+        self._pipe_router: Router | None = None
 
     @property
     def announced_ip(self) -> str:
@@ -70,6 +75,19 @@ class Worker(Emitter):
         self.plane.start(asyncio.get_running_loop())
         self._tasks = [asyncio.create_task(self._run_timers())]
         log.info("worker %d: media on udp %s:%d", self.index, self.config.listen_ip, self.port)
+
+    def pipe(self, remote: tuple[str, int]) -> PipeTransport:
+        """This worker's pipe to another worker's address, shared by all its rooms (the data
+        plane binds one transport per remote address): made and connected on first use."""
+        found = self._pipes.get(remote)
+        if found is not None and not found.closed:
+            return found
+        if self._pipe_router is None or self._pipe_router.closed:
+            self._pipe_router = self.create_router({"pipes": True})
+        transport = self._pipe_router.create_pipe_transport()
+        transport.connect(remote)
+        self._pipes[remote] = transport
+        return transport
 
     def create_router(self, app_data: dict[str, Any] | None = None) -> Router:
         if self.closed:

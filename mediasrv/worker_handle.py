@@ -43,7 +43,7 @@ class WorkerHandle:
         """How busy it is, for placing new rooms: its signaling sessions."""
         return len(self.relays)
 
-    async def start(self, config: ServerConfig) -> None:
+    async def start(self, config: ServerConfig, token: str = "") -> None:
         self.ready = False
         self.starts += 1
         process = await asyncio.create_subprocess_exec(
@@ -56,7 +56,8 @@ class WorkerHandle:
         self.process = process
         assert process.stdin is not None and process.stdout is not None
         # stdin stays open: the worker exits when it closes (the supervisor died)
-        process.stdin.write(pickle.dumps({"config": config, "index": self.index}))
+        payload = {"config": config, "index": self.index, "token": token or None}
+        process.stdin.write(pickle.dumps(payload))
         await process.stdin.drain()
         try:
             ready = await asyncio.wait_for(self._read_ready(process.stdout), START_TIMEOUT)

@@ -25,7 +25,7 @@ from mediasrv.logs import configure_logging
 from mediasrv.media_server import MediaServer
 
 
-def worker_config(config: ServerConfig, index: int) -> ServerConfig:
+def worker_config(config: ServerConfig, index: int, token: str | None = None) -> ServerConfig:
     """A worker's configuration: HTTP on an internal loopback port, UDP on the base port plus
     its index (any free port when the base is 0), metrics on that listener."""
     media = config.media
@@ -40,6 +40,7 @@ def worker_config(config: ServerConfig, index: int) -> ServerConfig:
             media, rtc_port=media.rtc_port + index * media.workers if media.rtc_port else 0
         ),
         metrics=dataclasses.replace(config.metrics, host="", token=None),
+        internal_token=token,
     )
 
 
@@ -73,7 +74,7 @@ async def run(config: ServerConfig, index: int) -> None:
 
 def main() -> int:
     payload = pickle.load(sys.stdin.buffer)  # from the supervisor only (a pipe it made)
-    config = worker_config(payload["config"], payload["index"])
+    config = worker_config(payload["config"], payload["index"], payload.get("token"))
     configure_logging(config)
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(run(config, payload["index"]))

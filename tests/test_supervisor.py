@@ -27,9 +27,9 @@ LIMIT = 90.0
 
 
 @contextlib.asynccontextmanager
-async def supervisor(processes: int = 2) -> AsyncIterator[Supervisor]:
+async def supervisor(processes: int = 2, **settings: Any) -> AsyncIterator[Supervisor]:
     sup = Supervisor(ServerConfig(port=0, processes=processes, admin_token=ADMIN,
-                                  drain_timeout=1.0))  # fmt: skip
+                                  drain_timeout=1.0, **settings))  # fmt: skip
     await sup.start()
     try:
         yield sup
@@ -289,5 +289,61 @@ def test_routes_behind_the_supervisor_see_the_client_address(run: Any) -> None:
                     assert (await answer.json())["remote"] == expected
             finally:
                 await server.close()
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
+    """room_spread_at=1: the publisher's worker holds one peer of the room, so the watcher goes
+    to the other worker; the room's producers are piped both ways between the two processes:
+    the watcher decodes the publisher, and the publisher decodes what the watcher publishes."""
+
+    async def scenario() -> None:
+        async with supervisor(room_spread_at=1) as sup, contextlib.AsyncExitStack() as stack:
+            publisher = await Client.connect(url(sup), token="t", room="big", display_name="p")
+            stack.push_async_callback(publisher.close)
+            await publisher.publish([PatternTrack(), ToneTrack()])
+            first_worker = sup.rooms["big"]
+            watcher = await Client.connect(url(sup), token="t", room="big", display_name="w")
+            stack.push_async_callback(watcher.close)
+            assert sup.rooms["big"] is not first_worker  # the room spread
+            assert [w.index for w in sup.spans["big"]] == sorted(w.index for w in sup.workers)
+            seen = FrameCounter(watcher)
+            stack.push_async_callback(seen.close)
+            await wait_for(
+                lambda: seen.frames["video"] >= 10 and seen.frames["audio"] >= 10,
+                20.0,
+                "the publisher's media on the other worker",
+            )
+            assert {i["peerId"] for i in seen.infos} == {publisher.peer_id}
+            back = FrameCounter(publisher)
+            stack.push_async_callback(back.close)
+            await watcher.publish([PatternTrack()])
+            await wait_for(lambda: back.frames["video"] >= 10, 20.0, "the way back")
+            _, listed = await get_json(sup, "/admin/rooms", Authorization=f"Bearer {ADMIN}")
+            assert sorted(r["worker"] for r in listed["rooms"] if r["id"] == "big") == [0, 1]
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_the_internal_api_needs_the_supervisor_s_token(run: Any) -> None:
+    async def scenario() -> None:
+        async with supervisor(processes=1) as sup, aiohttp.ClientSession() as http:
+            port = sup.workers[0].http_port
+            where = f"http://127.0.0.1:{port}/internal/rooms/x/links"
+            body = {"udp": ["127.0.0.1", 9], "http": 9}
+            async with http.post(where, json=body) as answer:
+                assert answer.status == 401
+            async with http.post(
+                where, json=body, headers={"Authorization": "Bearer wrong"}
+            ) as answer:
+                assert answer.status == 401
+            async with http.post(
+                where,
+                json={"udp": "x", "http": 9},
+                headers={"Authorization": f"Bearer {sup.token}"},
+            ) as answer:
+                assert answer.status == 400
+                assert (await answer.json())["message"] == "a UDP address is [host, port]"
 
     run(asyncio.wait_for(scenario(), LIMIT))

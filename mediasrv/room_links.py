@@ -1,0 +1,182 @@
+"""RoomLinks: in a worker process, the rooms the supervisor has spread over several workers.
+
+A linked room pipes every producer of its own peers to each linked worker (existing ones at
+once, later ones when published) and closes them there when they close; producers piped in
+from other workers join the room like any other, so its peers subscribe to them. The
+supervisor links both ways; workers talk to each other over their internal loopback API
+(``/internal/...``, with the supervisor's per-run token).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from mediasrv.tasks import spawn
+
+if TYPE_CHECKING:
+    from mediasrv.media_server import MediaServer
+    from mediasrv.producer import Producer
+    from mediasrv.room import Room
+
+log = logging.getLogger("mediasrv.links")
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+MAX_LINKS_PER_ROOM = 64
+
+
+def pipe_address(value: object) -> tuple[str, int]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not isinstance(value[1], int)
+        or not 0 < value[1] <= 65535
+    ):
+        raise ValueError("a UDP address is [host, port]")
+    return (value[0], value[1])
+
+
+class RoomLinks:
+    def __init__(self, server: MediaServer) -> None:
+        self.server = server
+        self.links: dict[str, dict[tuple[str, int], int]] = {}  # room -> peer udp -> http port
+        self._watched: set[str] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=TIMEOUT)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.server.config.internal_token}"}
+
+    # ---- this side ----
+
+    async def link(self, room_id: str, udp: tuple[str, int], http_port: int) -> int:
+        """Pipe the room's producers to the worker at ``udp`` (its internal API on
+        ``http_port``), now and from now on; how many were piped now."""
+        room = self.server.get_or_create_room(room_id)
+        links = self.links.setdefault(room_id, {})
+        if udp not in links and len(links) >= MAX_LINKS_PER_ROOM:
+            raise ValueError(f"a room links to at most {MAX_LINKS_PER_ROOM} workers")
+        links[udp] = http_port
+        if room_id not in self._watched:
+            self._watched.add(room_id)
+            room.router.on("producer", lambda p: spawn(self._piped_out(room, p), "pipe out"))
+            room.router.on("producerclose", lambda p: spawn(self._closed(room, p), "unpipe"))
+            room.on("close", lambda: self._forget(room_id))
+        own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
+        for producer in own:
+            await self._send(room, producer, udp, http_port)
+        return len(own)
+
+    def _forget(self, room_id: str) -> None:
+        self.links.pop(room_id, None)
+        self._watched.discard(room_id)
+
+    async def _piped_out(self, room: Room, producer: Producer) -> None:
+        if "pipedFrom" in producer.app_data:
+            return  # from another worker: that worker sends it everywhere itself
+        for udp, http_port in list(self.links.get(room.id, {}).items()):
+            await self._send(room, producer, udp, http_port)
+
+    async def _send(
+        self, room: Room, producer: Producer, udp: tuple[str, int], http_port: int
+    ) -> None:
+        if producer.closed:
+            return
+        pipe = room.router.worker.pipe(udp)
+        offer = pipe.send(producer)
+        worker = room.router.worker
+        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped"
+        body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
+        try:
+            async with self.http.post(url, json=body, headers=self._headers()) as answer:
+                if answer.status != 200:
+                    log.warning("room %s: worker at %s refused a piped producer: %s",
+                                room.id, udp, await answer.text())  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("room %s: cannot pipe to %s: %s", room.id, udp, type(exc).__name__)
+
+    async def _closed(self, room: Room, producer: Producer) -> None:
+        if "pipedFrom" in producer.app_data:
+            return
+        for http_port in list(self.links.get(room.id, {}).values()):
+            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
+            try:
+                async with self.http.delete(url, headers=self._headers()):
+                    pass
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # that worker is gone, and its room with it
+
+    # ---- the other side ----
+
+    def receive(self, room_id: str, offer: object, source: tuple[str, int]) -> Producer:
+        room = self.server.get_or_create_room(room_id)
+        pipe = room.router.worker.pipe(source)
+        return pipe.receive(offer, router=room.router)
+
+    def unpipe(self, room_id: str, source_producer: str) -> bool:
+        room = self.server.rooms.get(room_id)
+        if room is None:
+            return False
+        found = [p for p in room.router.producers.values()
+                 if p.app_data.get("pipedFrom") == source_producer]  # fmt: skip
+        for producer in found:
+            producer.close()
+        return bool(found)
+
+
+def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
+    from aiohttp import web
+
+    from mediasrv.http_json import BadRequest, bearer_ok, error, read_object
+    from mediasrv.pipe_transport import PipeError
+
+    token = server.config.internal_token or ""
+
+    def guarded(handler: Any) -> Any:
+        async def run(request: web.Request) -> web.StreamResponse:
+            if not token or not bearer_ok(request, token):
+                return error(401, "unauthorized", "the internal API needs the supervisor's token")
+            try:
+                return await handler(request)  # type: ignore[no-any-return]
+            except BadRequest as bad:
+                return error(bad.status, bad.code, bad.message)
+            except (PipeError, ValueError) as exc:
+                return error(400, "invalid_request", str(exc))
+
+        return run
+
+    async def link(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        http_port = body.get("http")
+        if not isinstance(http_port, int) or not 0 < http_port <= 65535:
+            raise BadRequest("http must be the other worker's internal port")
+        piped = await links.link(request.match_info["room"], pipe_address(body.get("udp")),
+                                 http_port)  # fmt: skip
+        return web.json_response({"piped": piped})
+
+    async def piped(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        producer = links.receive(request.match_info["room"], body.get("offer"),
+                                 pipe_address(body.get("from")))  # fmt: skip
+        return web.json_response({"producerId": producer.id})
+
+    async def unpipe(request: web.Request) -> web.Response:
+        closed = links.unpipe(request.match_info["room"], request.match_info["producer"])
+        return web.json_response({"closed": closed})
+
+    return [
+        web.post("/internal/rooms/{room}/links", guarded(link)),
+        web.post("/internal/rooms/{room}/piped", guarded(piped)),
+        web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
+    ]
