@@ -17,9 +17,11 @@ import aiohttp
 from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
+    from mediasrv.consumer import Consumer
     from mediasrv.media_server import MediaServer
     from mediasrv.producer import Producer
     from mediasrv.room import Room
+    from mediasrv.worker import Worker
 
 log = logging.getLogger("mediasrv.links")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -42,6 +44,8 @@ class RoomLinks:
     def __init__(self, server: MediaServer) -> None:
         self.server = server
         self.links: dict[str, dict[tuple[str, int], int]] = {}  # room -> peer udp -> http port
+        # the pipe consumers of each room toward each linked worker
+        self.sending: dict[tuple[str, tuple[str, int]], list[Consumer]] = {}
         self._watched: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -72,15 +76,47 @@ class RoomLinks:
             self._watched.add(room_id)
             room.router.on("producer", lambda p: spawn(self._piped_out(room, p), "pipe out"))
             room.router.on("producerclose", lambda p: spawn(self._closed(room, p), "unpipe"))
-            room.on("close", lambda: self._forget(room_id))
+            worker = room.router.worker
+            room.on("close", lambda: self._forget(room_id, worker))
         own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
         for producer in own:
             await self._send(room, producer, udp, http_port)
         return len(own)
 
-    def _forget(self, room_id: str) -> None:
-        self.links.pop(room_id, None)
+    def _forget(self, room_id: str, worker: Worker) -> None:
+        """The room closed here (its last peer left): the linked workers stop piping to it."""
+        links = self.links.pop(room_id, {})
         self._watched.discard(room_id)
+        log.info("room %s closed here: %d linked worker(s) stop piping to it", room_id, len(links))
+        for key in [k for k in self.sending if k[0] == room_id]:
+            for consumer in self.sending.pop(key):
+                consumer.close()
+        if links and not self.server.closed:
+            udp = [worker.config.listen_ip, worker.port]
+            spawn(self._tell_unlinked(room_id, udp, list(links.values())), "unlink")
+
+    async def _tell_unlinked(self, room_id: str, udp: list[Any], http_ports: list[int]) -> None:
+        body = {"udp": udp}
+        for http_port in http_ports:
+            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room_id}/unlink"
+            try:
+                async with self.http.post(url, json=body, headers=self._headers()):
+                    pass
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+
+    def unlink(self, room_id: str, udp: tuple[str, int]) -> int:
+        """The worker at ``udp`` has no peers of the room any more: stop piping to it."""
+        self.links.get(room_id, {}).pop(udp, None)
+        stopped = self.sending.pop((room_id, udp), [])
+        for consumer in stopped:
+            consumer.close()
+        room = self.server.rooms.get(room_id)
+        for producer in list(room.router.producers.values()) if room is not None else []:
+            if producer.app_data.get("pipedVia") == list(udp):
+                producer.close()  # what that worker's peers published: they have left
+        log.info("room %s: no more piping to %s:%d (%d stream(s))", room_id, *udp, len(stopped))
+        return len(stopped)
 
     async def _piped_out(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
@@ -95,6 +131,8 @@ class RoomLinks:
             return
         pipe = room.router.worker.pipe(udp)
         offer = pipe.send(producer)
+        consumer = next(c for c in reversed(pipe.consumers.values()) if c.producer is producer)
+        self.sending.setdefault((room.id, udp), []).append(consumer)
         worker = room.router.worker
         url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped"
         body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
@@ -109,6 +147,8 @@ class RoomLinks:
     async def _closed(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
             return
+        for key in [k for k in self.sending if k[0] == room.id]:
+            self.sending[key] = [c for c in self.sending[key] if not c.closed]
         for http_port in list(self.links.get(room.id, {}).values()):
             url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
             try:
@@ -122,7 +162,9 @@ class RoomLinks:
     def receive(self, room_id: str, offer: object, source: tuple[str, int]) -> Producer:
         room = self.server.get_or_create_room(room_id)
         pipe = room.router.worker.pipe(source)
-        return pipe.receive(offer, router=room.router)
+        producer = pipe.receive(offer, router=room.router)
+        producer.app_data["pipedVia"] = list(source)
+        return producer
 
     def unpipe(self, room_id: str, source_producer: str) -> bool:
         room = self.server.rooms.get(room_id)
@@ -171,6 +213,11 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
                                  pipe_address(body.get("from")))  # fmt: skip
         return web.json_response({"producerId": producer.id})
 
+    async def unlink(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        stopped = links.unlink(request.match_info["room"], pipe_address(body.get("udp")))
+        return web.json_response({"stopped": stopped})
+
     async def unpipe(request: web.Request) -> web.Response:
         closed = links.unpipe(request.match_info["room"], request.match_info["producer"])
         return web.json_response({"closed": closed})
@@ -178,5 +225,6 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
     return [
         web.post("/internal/rooms/{room}/links", guarded(link)),
         web.post("/internal/rooms/{room}/piped", guarded(piped)),
+        web.post("/internal/rooms/{room}/unlink", guarded(unlink)),
         web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
     ]

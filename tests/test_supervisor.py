@@ -323,6 +323,28 @@ def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
             _, listed = await get_json(sup, "/admin/rooms", Authorization=f"Bearer {ADMIN}")
             assert sorted(r["worker"] for r in listed["rooms"] if r["id"] == "big") == [0, 1]
 
+            # the watcher leaves: its worker's share of the room closes, and the publisher's
+            # worker stops piping to it (no consumers left there: the publisher's own are gone)
+            publisher_worker = str(first_worker.index)
+            await back.close()
+            await watcher.close()
+
+            async def consumers_on(worker: str) -> float:
+                async with aiohttp.ClientSession() as http, http.get(base(sup) + "/metrics") as r:
+                    text = await r.text()
+                return sum(
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    if family.name == "mediasrv_consumers"
+                    for sample in family.samples
+                    if sample.labels.get("worker") == worker
+                )
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while await consumers_on(publisher_worker) > 0:
+                assert asyncio.get_running_loop().time() < deadline, "still piping to nobody"
+                await asyncio.sleep(0.2)
+
     run(asyncio.wait_for(scenario(), LIMIT))
 
 
