@@ -45,6 +45,8 @@ class Room(Emitter):
         self.router = router
         self.peers: dict[str, Peer] = {}
         self.recording: Recording | None = None  # the one running, or the last one
+        # peers of this room on other worker processes (a spread room): id -> info, "via"
+        self.remote_peers: dict[str, dict[str, Any]] = {}
         self.closed = False
         router.on("activespeaker", self._active_speaker)
         router.on("producer", self._producer_added)
@@ -251,6 +253,32 @@ class Room(Emitter):
         self.emit("peerleft", peer)
         if not self.peers:
             self.close()
+
+    def remote_peer_joined(self, info: dict[str, Any], via: list[Any]) -> None:
+        """A peer of this room joined on another worker (a spread room): this room's peers
+        hear of it as of any other."""
+        peer_id = info.get("id")
+        if not isinstance(peer_id, str) or not peer_id or peer_id in self.peers:
+            return
+        shown: dict[str, Any] = {
+            k: info[k] for k in ("id", "displayName", "attributes") if k in info
+        }
+        self.remote_peers[peer_id] = {**shown, "via": via}
+        for peer in list(self.peers.values()):
+            peer.notify("peerJoined", {"peer": shown})
+
+    def remote_peer_left(self, peer_id: str) -> None:
+        if self.remote_peers.pop(peer_id, None) is not None:
+            for peer in list(self.peers.values()):
+                peer.notify("peerLeft", {"peerId": peer_id})
+
+    def peer_infos(self, but: Peer | None = None) -> list[dict[str, Any]]:
+        """Every peer of the room as the others see it, those on other workers too."""
+        local = [p.info() for p in self.peers.values() if p is not but]
+        remote = [
+            {k: v for k, v in info.items() if k != "via"} for info in self.remote_peers.values()
+        ]
+        return local + remote
 
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "peers": [p.info() for p in self.peers.values()]}

@@ -78,6 +78,10 @@ class RoomLinks:
             room.router.on("producerclose", lambda p: spawn(self._closed(room, p), "unpipe"))
             worker = room.router.worker
             room.on("close", lambda: self._forget(room_id, worker))
+            room.on("peerjoined", lambda peer: spawn(self._peer(room, joined=peer.info()), "peer"))
+            room.on("peerleft", lambda peer: spawn(self._peer(room, left=peer.id), "peer"))
+        for peer in list(room.peers.values()):
+            await self._tell(room, udp, http_port, {"joined": peer.info()})
         own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
         for producer in own:
             await self._send(room, producer, udp, http_port)
@@ -112,9 +116,13 @@ class RoomLinks:
         for consumer in stopped:
             consumer.close()
         room = self.server.rooms.get(room_id)
-        for producer in list(room.router.producers.values()) if room is not None else []:
-            if producer.app_data.get("pipedVia") == list(udp):
-                producer.close()  # what that worker's peers published: they have left
+        if room is not None:
+            for producer in list(room.router.producers.values()):
+                if producer.app_data.get("pipedVia") == list(udp):
+                    producer.close()  # what that worker's peers published: they have left
+            for peer_id, info in list(room.remote_peers.items()):
+                if info.get("via") == list(udp):
+                    room.remote_peer_left(peer_id)
         log.info("room %s: no more piping to %s:%d (%d stream(s))", room_id, *udp, len(stopped))
         return len(stopped)
 
@@ -143,6 +151,23 @@ class RoomLinks:
                                 room.id, udp, await answer.text())  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: cannot pipe to %s: %s", room.id, udp, type(exc).__name__)
+
+    async def _peer(self, room: Room, **change: Any) -> None:
+        for udp, http_port in list(self.links.get(room.id, {}).items()):
+            await self._tell(room, udp, http_port, change)
+
+    async def _tell(
+        self, room: Room, udp: tuple[str, int], http_port: int, change: dict[str, Any]
+    ) -> None:
+        """A peer of the room joined or left here: the linked worker's peers hear of it."""
+        worker = room.router.worker
+        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/peers"
+        body = {**change, "via": [worker.config.listen_ip, worker.port]}
+        try:
+            async with self.http.post(url, json=body, headers=self._headers()):
+                pass
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("room %s: cannot tell %s of a peer: %s", room.id, udp, type(exc).__name__)
 
     async def _closed(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
@@ -213,6 +238,19 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
                                  pipe_address(body.get("from")))  # fmt: skip
         return web.json_response({"producerId": producer.id})
 
+    async def peers(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        via = list(pipe_address(body.get("via")))
+        room = server.get_or_create_room(request.match_info["room"])
+        joined, left = body.get("joined"), body.get("left")
+        if isinstance(joined, dict):
+            room.remote_peer_joined(joined, via)
+        elif isinstance(left, str):
+            room.remote_peer_left(left)
+        else:
+            raise BadRequest("joined (a peer) or left (a peer id) is required")
+        return web.json_response({"peers": len(room.remote_peers)})
+
     async def unlink(request: web.Request) -> web.Response:
         body = await read_object(request)
         stopped = links.unlink(request.match_info["room"], pipe_address(body.get("udp")))
@@ -226,5 +264,6 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         web.post("/internal/rooms/{room}/links", guarded(link)),
         web.post("/internal/rooms/{room}/piped", guarded(piped)),
         web.post("/internal/rooms/{room}/unlink", guarded(unlink)),
+        web.post("/internal/rooms/{room}/peers", guarded(peers)),
         web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
     ]

@@ -83,6 +83,12 @@ class SignalRelay:
         if room is not None:
             self.rooms.add(room)
         try:
+            await self.supervisor.linked(room)
+        except BaseException:
+            for joined in self.rooms:
+                self.supervisor.room_left(joined, worker, generation)
+            raise
+        try:
             self.upstream = await self.supervisor.http.ws_connect(
                 f"http://127.0.0.1:{worker.http_port}/ws",
                 headers={"X-Forwarded-For": self.remote},

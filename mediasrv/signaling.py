@@ -288,7 +288,7 @@ class SignalingSession:
             "peerId": peer.id,
             "room": room.id,
             "self": peer.info(),
-            "peers": [p.info() for p in room.peers.values() if p is not peer],
+            "peers": room.peer_infos(but=peer),
             "recording": room.recording.info() if room.recording_active else None,  # type: ignore[union-attr]
         }
 

@@ -82,6 +82,7 @@ class Supervisor:
         self._room_sessions: Counter[str] = Counter()
         self._on_worker: Counter[tuple[str, int]] = Counter()  # (room, worker index) -> sessions
         self.spans: dict[str, list[WorkerHandle]] = {}  # the workers a room is spread over
+        self._linking: dict[str, asyncio.Task[None]] = {}  # rooms whose workers are linking
         self.token = secrets.token_urlsafe(32)  # the workers' internal API
         self.restarts: Counter[int] = Counter()  # by worker index
         self.http_address: tuple[str, int] | None = None
@@ -236,6 +237,8 @@ class Supervisor:
         task = asyncio.ensure_future(self._link(room, new, linked))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        self._linking[room] = task
+        task.add_done_callback(lambda _: self._linking.pop(room, None))
         log.info(
             "room %r spreads to worker %d (linked to %s)",
             room,
@@ -300,6 +303,12 @@ class Supervisor:
         if url is None:  # the owner died since it was claimed
             return await self.take_over(room, node), None
         return None, (node, url)
+
+    async def linked(self, room: str | None) -> None:
+        """Until the room's workers are linked (a joiner then sees the room's other peers)."""
+        task = self._linking.get(room) if room is not None else None
+        if task is not None:
+            await asyncio.shield(task)
 
     async def take_over(self, room: str, dead: str) -> WorkerHandle | None:
         """Serve a room here whose node cannot be reached."""

@@ -302,11 +302,19 @@ def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
         async with supervisor(room_spread_at=1) as sup, contextlib.AsyncExitStack() as stack:
             publisher = await Client.connect(url(sup), token="t", room="big", display_name="p")
             stack.push_async_callback(publisher.close)
+            heard: list[dict[str, Any]] = []
+            publisher.on("peerJoined", lambda params: heard.append(params["peer"]))
+            gone: list[str] = []
+            publisher.on("peerLeft", lambda params: gone.append(params["peerId"]))
             await publisher.publish([PatternTrack(), ToneTrack()])
             first_worker = sup.rooms["big"]
             watcher = await Client.connect(url(sup), token="t", room="big", display_name="w")
             stack.push_async_callback(watcher.close)
             assert sup.rooms["big"] is not first_worker  # the room spread
+            # the peers know each other across the workers
+            assert [p["displayName"] for p in watcher.peers] == ["p"]
+            await wait_for(lambda: [p["displayName"] for p in heard] == ["w"], 5.0,
+                           "the publisher hearing of the watcher")  # fmt: skip
             assert [w.index for w in sup.spans["big"]] == sorted(w.index for w in sup.workers)
             seen = FrameCounter(watcher)
             stack.push_async_callback(seen.close)
@@ -340,6 +348,7 @@ def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
                     if sample.labels.get("worker") == worker
                 )
 
+            await wait_for(lambda: gone == [heard[0]["id"]], 5.0, "the watcher leaving")
             deadline = asyncio.get_running_loop().time() + 10
             while await consumers_on(publisher_worker) > 0:
                 assert asyncio.get_running_loop().time() < deadline, "still piping to nobody"
