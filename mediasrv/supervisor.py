@@ -445,6 +445,11 @@ class Supervisor:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path == "/admin/rooms":
             return await self._all_rooms(request)
+        parts = request.path.split("/")
+        if len(parts) > 3 and parts[1] == "admin" and parts[2] == "rooms":
+            spans = [w for w in self.spans.get(parts[3], []) if w.ready]
+            if len(spans) > 1:
+                return await self._forward_spread(request, parts[3], spans)
         worker = self._target(request)
         if worker is None:
             if request.path.startswith("/admin/rooms/"):
@@ -474,6 +479,63 @@ class Supervisor:
             return web.json_response(
                 {"error": "unavailable", "message": "the worker did not answer"}, status=502
             )
+
+    async def _forward_spread(
+        self, request: web.Request, room: str, workers: list[WorkerHandle]
+    ) -> web.Response:
+        """An admin request about a room spread over several workers goes to each of them:
+        a room's detail merges their peers; kicking a peer succeeds where the peer is; other
+        actions (closing, recording, layers) act on every share, and the first refusal is
+        the answer."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        body = await request.read()
+        answers: list[tuple[WorkerHandle, int, Any]] = []
+        for worker in workers:
+            url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
+            try:
+                async with self.http.request(
+                    request.method, url, headers=headers, data=body, timeout=PROXY_TIMEOUT
+                ) as answer:
+                    found = await answer.json(content_type=None)
+                    if not isinstance(found, dict):
+                        found = {"value": found}
+                    answers.append((worker, answer.status, found))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                answers.append(
+                    (
+                        worker,
+                        502,
+                        {
+                            "error": "unavailable",
+                            "message": f"worker {worker.index} did not answer",
+                        },
+                    )
+                )
+        ok = [(w, status, found) for w, status, found in answers if 200 <= status < 300]
+        kicking = "/peers/" in request.path
+        if kicking and ok:
+            return web.json_response(ok[0][2], status=ok[0][1])
+        refused = [(status, found) for _, status, found in answers if not 200 <= status < 300]
+        if refused and not kicking:
+            return web.json_response(refused[0][1], status=refused[0][0])
+        if kicking:
+            return web.json_response(refused[-1][1], status=refused[-1][0])
+        if request.method == "GET" and request.path == f"/admin/rooms/{room}":
+            peers = [
+                {**peer, "worker": w.index} for w, _, found in ok for peer in found.get("peers", [])
+            ]
+            recording = next((f.get("recording") for _, _, f in ok if f.get("recording")), None)
+            return web.json_response(
+                {
+                    "id": room,
+                    "workers": [w.index for w, _, _ in ok],
+                    "peers": peers,
+                    "recording": recording,
+                }
+            )
+        return web.json_response(
+            {"workers": [{"worker": w.index, **found} for w, _, found in ok]}, status=ok[0][1]
+        )
 
     async def _all_rooms(self, request: web.Request) -> web.Response:
         auth = {"Authorization": request.headers.get("Authorization", "")}

@@ -334,7 +334,19 @@ def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
             # the watcher leaves: its worker's share of the room closes, and the publisher's
             # worker stops piping to it (no consumers left there: the publisher's own are gone)
             publisher_worker = str(first_worker.index)
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            status, detail = await get_json(sup, "/admin/rooms/big", **admin)
+            assert status == 200 and sorted(detail["workers"]) == [0, 1]
+            where = {p["displayName"]: p["worker"] for p in detail["peers"]}
+            assert where == {"p": first_worker.index, "w": sup.rooms["big"].index}
             await back.close()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.delete(
+                    f"{base(sup)}/admin/rooms/big/peers/{watcher.peer_id}", headers=admin
+                ) as kicked,
+            ):
+                assert kicked.status == 200  # found on the other worker
             await watcher.close()
 
             async def consumers_on(worker: str) -> float:
