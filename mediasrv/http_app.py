@@ -88,7 +88,7 @@ async def forwarded_remote(
     from X-Forwarded-For, for every route (signaling, admin, plugins' routes)."""
     from mediasrv.signaling import client_address
 
-    address = client_address(request, True)
+    address = client_address(request, request.app[SERVER_KEY].config)
     if address != request.remote:
         request = request.clone(remote=address)
     return await handler(request)

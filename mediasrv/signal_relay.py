@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from mediasrv.signaling import MAX_ROOM_ID
+from mediasrv.signaling import MAX_ROOM_ID, PROXY_HEADER
 
 if TYPE_CHECKING:
     from mediasrv.supervisor import Supervisor
@@ -91,7 +91,7 @@ class SignalRelay:
         try:
             self.upstream = await self.supervisor.http.ws_connect(
                 f"http://127.0.0.1:{worker.http_port}/ws",
-                headers={"X-Forwarded-For": self.remote},
+                headers={"X-Forwarded-For": self.remote, PROXY_HEADER: self.supervisor.token},
                 max_msg_size=self.supervisor.config.max_message_size,
                 heartbeat=20.0,
             )

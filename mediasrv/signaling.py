@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from mediasrv.room import RecordingError, RoomFull
 from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
+    from mediasrv.config import ServerConfig
     from mediasrv.media_server import MediaServer
     from mediasrv.peer import Peer
 
@@ -415,16 +417,23 @@ class SignalingSession:
         return {}
 
 
-def client_address(request: web.Request, trust_forwarded: bool) -> str:
-    """The client's IP address: the connection's, or the first X-Forwarded-For entry when the
-    connection comes from a trusted local proxy (the supervisor of worker processes)."""
+PROXY_HEADER = "X-Mediasrv-Proxy"  # the supervisor's proof that it set X-Forwarded-For
+
+
+def client_address(request: web.Request, config: ServerConfig) -> str:
+    """The client's IP address: the connection's, or the first X-Forwarded-For entry when
+    ``config.trust_forwarded`` and the connection comes from loopback. A worker process of a
+    supervisor (``internal_token`` set) trusts the header only with the supervisor's proof,
+    so another local process cannot forge the address."""
     direct = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-For", "")
-    if trust_forwarded and forwarded and direct in ("127.0.0.1", "::1"):
-        first = forwarded.split(",")[0].strip()
-        if 0 < len(first) <= 64:
-            return first
-    return direct
+    if not (config.trust_forwarded and forwarded and direct in ("127.0.0.1", "::1")):
+        return direct
+    proof = config.internal_token
+    if proof and not hmac.compare_digest(request.headers.get(PROXY_HEADER, ""), proof):
+        return direct
+    first = forwarded.split(",")[0].strip()
+    return first if 0 < len(first) <= 64 else direct
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -436,7 +445,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
     await ws.prepare(request)
     session = SignalingSession(
-        server, ws, client_address(request, server.config.trust_forwarded),
+        server, ws, client_address(request, server.config),
         {k: v for k, v in request.headers.items()},
     )  # fmt: skip
     server.signaling_sessions.add(ws)

@@ -43,7 +43,7 @@ from mediasrv.config import ServerConfig
 from mediasrv.http_app import client_sdk
 from mediasrv.http_json import bearer_ok
 from mediasrv.signal_relay import RELAYED_HEADER, SignalRelay
-from mediasrv.signaling import client_address
+from mediasrv.signaling import PROXY_HEADER, client_address
 from mediasrv.worker_handle import WorkerHandle, WorkerStartError
 
 log = logging.getLogger("mediasrv.supervisor")
@@ -369,7 +369,7 @@ class Supervisor:
             raise web.HTTPServiceUnavailable(text="the server is shutting down")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_size, heartbeat=20.0)
         await ws.prepare(request)
-        relay = SignalRelay(self, ws, client_address(request, self.config.trust_forwarded))
+        relay = SignalRelay(self, ws, client_address(request, self.config))
         try:
             await relay.run(relayed=RELAYED_HEADER in request.headers)
         except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
@@ -460,7 +460,8 @@ class Supervisor:
                 {"error": "unavailable", "message": "no worker runs"}, status=503
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["X-Forwarded-For"] = client_address(request, self.config.trust_forwarded)
+        headers["X-Forwarded-For"] = client_address(request, self.config)
+        headers[PROXY_HEADER] = self.token
         body = await request.read()
         url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
         try:

@@ -161,9 +161,18 @@ def test_the_client_address_is_forwarded_only_from_loopback() -> None:
         req = make_mocked_request("GET", "/ws", headers={"X-Forwarded-For": forwarded})
         return req.clone(remote=remote)
 
-    assert client_address(request("127.0.0.1", "203.0.113.9, 10.0.0.1"), True) == "203.0.113.9"
-    assert client_address(request("127.0.0.1", "203.0.113.9"), False) == "127.0.0.1"
-    assert client_address(request("198.51.100.7", "203.0.113.9"), True) == "198.51.100.7"
+    trusting = ServerConfig(trust_forwarded=True)
+    assert client_address(request("127.0.0.1", "203.0.113.9, 10.0.0.1"), trusting) == "203.0.113.9"
+    assert client_address(request("127.0.0.1", "203.0.113.9"), ServerConfig()) == "127.0.0.1"
+    assert client_address(request("198.51.100.7", "203.0.113.9"), trusting) == "198.51.100.7"
+    # a supervisor's worker: only with the supervisor's proof (another local process has none)
+    worker = ServerConfig(trust_forwarded=True, internal_token="run-token-0123456789")
+    assert client_address(request("127.0.0.1", "203.0.113.9"), worker) == "127.0.0.1"
+    proved = make_mocked_request(
+        "GET", "/ws",
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Mediasrv-Proxy": "run-token-0123456789"},
+    ).clone(remote="127.0.0.1")  # fmt: skip
+    assert client_address(proved, worker) == "203.0.113.9"
 
 
 def test_processes_is_checked() -> None:
