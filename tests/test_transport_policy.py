@@ -79,14 +79,19 @@ def test_reports_remb_and_keyframe_request_reach_the_publisher() -> None:
                 send(pub_link, range(burst * 10, burst * 10 + 10))
                 await asyncio.sleep(0.05)
             await wait_for(lambda: sub_link.received >= 190, 5, "packets at the subscriber")
-            packets = pub_link.rtcp_packets()
-            rembs = [p for p in packets if isinstance(p, _core.RtcpRemb)]
-            assert rembs and rembs[-1].ssrcs == [SSRC]
-            assert 1_900_000 <= rembs[-1].bitrate <= 2_000_000
-            blocks = [
-                b for p in packets if isinstance(p, _core.RtcpReceiverReport) for b in p.reports
-            ]
-            assert blocks and blocks[-1].ssrc == SSRC and blocks[-1].highest_sequence > 0
+
+            def rembs() -> list[Any]:
+                return [p for p in pub_link.rtcp_packets() if isinstance(p, _core.RtcpRemb)]
+
+            def blocks() -> list[Any]:
+                return [b for p in pub_link.rtcp_packets()
+                        if isinstance(p, _core.RtcpReceiverReport) for b in p.reports]  # fmt: skip
+
+            # reports go out every second: wait for one (a loaded machine may be late)
+            await wait_for(lambda: bool(rembs()) and bool(blocks()), 3, "REMB and a report")
+            assert rembs()[-1].ssrcs == [SSRC]
+            assert 1_900_000 <= rembs()[-1].bitrate <= 2_000_000
+            assert blocks()[-1].ssrc == SSRC and blocks()[-1].highest_sequence > 0
             # the subscriber gets sender reports for its consumer's SSRC
             await wait_for(
                 lambda: any(isinstance(p, _core.RtcpSenderReport) for p in sub_link.rtcp_packets()),
