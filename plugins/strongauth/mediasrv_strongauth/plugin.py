@@ -123,6 +123,19 @@ def _int_or_none(value: object) -> int | None:
     return None
 
 
+def _identified(identity: Identity) -> dict[str, Any]:
+    """The audit fields of an identification this plugin made (from its identity's claims)."""
+    c = identity.claims
+    return {
+        "iss": _str_or_none(c.get("iss")),
+        "sub": _str_or_none(c.get("sub")),
+        "acr": _str_or_none(c.get("acr")),
+        "amr": _amr(c.get("amr")),
+        "auth_time": _int_or_none(c.get("auth_time")),
+        "subject": identity.subject,
+    }
+
+
 def _str_or_none(value: object) -> str | None:
     return value[:512] if isinstance(value, str) else None
 
@@ -568,17 +581,11 @@ class StrongAuthPlugin(Plugin):
             await self._audit_refusal(request, refused, ticket=found)
             raise
         identity = ticket.identity
-        c = identity.claims
         entry = AuditEntry(
             decision="accepted",
             room=request.room,
             remote=request.remote,
-            iss=_str_or_none(c.get("iss")),
-            sub=_str_or_none(c.get("sub")),
-            acr=_str_or_none(c.get("acr")),
-            amr=_amr(c.get("amr")),
-            auth_time=_int_or_none(c.get("auth_time")),
-            subject=identity.subject,
+            **_identified(identity),
             ref=ticket.record,
             detail={"via": "ticket"},
         )
@@ -611,7 +618,6 @@ class StrongAuthPlugin(Plugin):
         record = identity.claims.get("audit_record")
         if not isinstance(record, int):
             return None
-        c = identity.claims
         on_behalf = peer.app_data.get("on_behalf")
         acting = on_behalf if isinstance(on_behalf, dict) else {}
         return AuditEntry(
@@ -625,12 +631,7 @@ class StrongAuthPlugin(Plugin):
                 if acting
                 else None
             ),
-            iss=_str_or_none(c.get("iss")),
-            sub=_str_or_none(c.get("sub")),
-            acr=_str_or_none(c.get("acr")),
-            amr=_amr(c.get("amr")),
-            auth_time=_int_or_none(c.get("auth_time")),
-            subject=identity.subject,
+            **_identified(identity),
             ref=record,
         )
 
