@@ -20,22 +20,17 @@ doubling up to 10 s while it keeps failing).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 from mediasrv import __version__
 from mediasrv.cluster_directory import ClusterDirectory
@@ -44,6 +39,7 @@ from mediasrv.http_app import client_sdk
 from mediasrv.http_json import bearer_ok
 from mediasrv.signal_relay import RELAYED_HEADER, SignalRelay
 from mediasrv.signaling import PROXY_HEADER, client_address
+from mediasrv.supervisor_metrics import SupervisorCollector, WorkersCollector
 from mediasrv.worker_handle import WorkerHandle, WorkerStartError
 
 log = logging.getLogger("mediasrv.supervisor")
@@ -95,7 +91,7 @@ class Supervisor:
         self.remote_relays: set[SignalRelay] = set()  # relayed to other nodes of the cluster
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = CollectorRegistry(auto_describe=False)
-        self.metrics.register(_SupervisorCollector(self))
+        self.metrics.register(SupervisorCollector(self))
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -420,7 +416,7 @@ class Supervisor:
             return web.Response(status=401, text="a valid bearer token is required\n")
         texts = await asyncio.gather(*(self._scrape(w) for w in self.workers))
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_WorkersCollector(list(zip(self.workers, texts, strict=True))))
+        registry.register(WorkersCollector(list(zip(self.workers, texts, strict=True))))
         body = generate_latest(self.metrics) + generate_latest(registry)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
@@ -565,79 +561,3 @@ class Supervisor:
                 )
             found: dict[str, Any] = await answer.json()
         return found
-
-
-class _SupervisorCollector(Collector):
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
-    def collect(self) -> Iterator[Metric]:
-        s = self.supervisor
-        ready = GaugeMetricFamily(
-            "mediasrv_supervisor_workers_ready",
-            "Worker processes running and ready",
-            labels=["worker"],
-        )
-        restarts = CounterMetricFamily(
-            "mediasrv_supervisor_worker_restarts",
-            "Worker processes that exited unasked and were started again",
-            labels=["worker"],
-        )
-        sessions = GaugeMetricFamily(
-            "mediasrv_supervisor_relayed_sessions",
-            "Signaling connections relayed",
-            labels=["worker"],
-        )
-        for w in s.workers:
-            label = [str(w.index)]
-            ready.add_metric(label, 1.0 if w.ready else 0.0)
-            restarts.add_metric(label, float(s.restarts[w.index]))
-            sessions.add_metric(label, float(w.load))
-        yield ready
-        yield restarts
-        yield sessions
-        yield GaugeMetricFamily(
-            "mediasrv_supervisor_rooms", "Rooms placed on workers", value=float(len(s.rooms))
-        )
-        yield GaugeMetricFamily(
-            "mediasrv_supervisor_relayed_to_nodes",
-            "Signaling connections relayed to other nodes of the cluster",
-            value=float(len(s.remote_relays)),
-        )
-        if s.directory is not None:
-            yield CounterMetricFamily(
-                "mediasrv_cluster_directory_errors",
-                "Redis operations of the cluster directory that failed",
-                value=float(s.directory.errors),
-            )
-            yield CounterMetricFamily(
-                "mediasrv_cluster_heartbeats",
-                "Heartbeats written to the cluster directory",
-                value=float(s.directory.heartbeats),
-            )
-
-
-class _WorkersCollector(Collector):
-    """The workers' scraped metrics as one set of families, each sample labelled ``worker``."""
-
-    def __init__(self, scraped: list[tuple[WorkerHandle, str]]) -> None:
-        self.scraped = scraped
-
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        for worker, text in self.scraped:
-            with contextlib.suppress(ValueError):
-                for family in text_string_to_metric_families(text):
-                    merged = families.get(family.name)
-                    if merged is None:
-                        merged = families[family.name] = Metric(
-                            family.name, family.documentation, family.type, family.unit
-                        )
-                    for sample in family.samples:
-                        merged.add_sample(
-                            sample.name,
-                            {**sample.labels, "worker": str(worker.index)},
-                            sample.value,
-                            sample.timestamp,
-                        )
-        yield from families.values()
