@@ -211,6 +211,17 @@ class Producer(Emitter):
         for layer in wanted:
             self.request_keyframe(layer=layer)
 
+    def want_first_keyframe(self) -> None:
+        """Ask for a keyframe (spaced by KEYFRAME_REQUEST_INTERVAL) of each layer that
+        carries packets but has shown none yet: its first keyframe was lost, or the stream
+        began mid-picture, and until one comes nothing can decode it — not a subscriber that
+        joins later, not a recording, not a pipe to another worker."""
+        if self.kind != "video":
+            return
+        for layer, stream in self.layers.items():
+            if stream.packets and not stream.keyframes:
+                self.request_keyframe(layer=layer)
+
     def stats(self) -> dict[str, Any]:
         s = self.stream
         stats: dict[str, Any] = {

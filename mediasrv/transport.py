@@ -183,8 +183,9 @@ class Transport(Emitter):
         return bool(self.plane.send_rtcp(_core.serialize_rtcp(packets)))
 
     def tick_nack(self) -> None:
-        """Ask publishers for the packets the data plane found missing, and again for the
-        keyframes that consumers still wait for."""
+        """Ask publishers for the packets the data plane found missing, again for the
+        keyframes that consumers still wait for, and for a first keyframe of a stream that
+        has not shown one."""
         if not self.producers or not self.connected:
             return
         packets: list[Any] = []
@@ -200,6 +201,7 @@ class Transport(Emitter):
                     packets.append(_core.RtcpNack(self.rtcp_ssrc, stream.ssrc, lost))
             if producer.awaiting_keyframe:
                 producer.retry_keyframe()
+            producer.want_first_keyframe()
         if packets:
             self.send_rtcp(packets)
 

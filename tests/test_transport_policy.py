@@ -137,6 +137,42 @@ def test_lost_publisher_packets_are_nacked_and_subscriber_plis_are_throttled() -
     run(main())
 
 
+def test_a_stream_without_a_keyframe_is_asked_for_one_before_anyone_subscribes() -> None:
+    async def main() -> None:
+        server = await started_server()
+        pub = BenchPeer(ws_url(server), "r")
+        try:
+            await pub.join(auto_subscribe=False)
+            link = await pub.publish_video(SSRC)
+
+            def plis() -> list[Any]:
+                return [p for p in link.rtcp_packets() if isinstance(p, _core.RtcpPli)]
+
+            # its first keyframe never arrived (lost, or the sender began mid-stream): nobody
+            # could decode the stream, so the server asks for one though no one subscribes yet
+            for n in range(1, 40):
+                link.send_video(SSRC, n, n * 3000, keyframe=False)
+                await asyncio.sleep(0.02)
+            await wait_for(lambda: bool(plis()), 2, "a PLI for the missing first keyframe")
+            assert {p.media_ssrc for p in plis()} == {SSRC}
+            producer = next(iter(server.rooms["r"].router.producers.values()))
+            assert producer.keyframe_requests >= 1
+            # the keyframe comes: the asking stops
+            link.send_video(SSRC, 40, 40 * 3000, keyframe=True)
+            await wait_for(lambda: producer.stats()["keyframes"] == 1, 2, "the keyframe")
+            await asyncio.sleep(0.6)
+            link.rtcp.clear()
+            for n in range(41, 80):
+                link.send_video(SSRC, n, n * 3000, keyframe=False)
+                await asyncio.sleep(0.02)
+            assert not plis()
+        finally:
+            await pub.close()
+            await server.close()
+
+    run(main())
+
+
 def test_subscriber_nack_is_answered_from_the_cache() -> None:
     async def main() -> None:
         async with policy_room() as (_server, _pub, pub_link, sub, sub_link):
