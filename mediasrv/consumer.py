@@ -55,7 +55,7 @@ class Consumer(Emitter):
         abs_send_time = SUBSCRIBE_EXTENSIONS[producer.kind].get(EXT_ABS_SEND_TIME, 0)
         self.plane = _core.PlaneConsumer(
             transport.plane,
-            producer.stream,
+            self._source(),
             ssrc=ssrc,
             payload_type=producer.codec.payload_type,
             rtx_ssrc=self.rtx_ssrc,
@@ -68,6 +68,10 @@ class Consumer(Emitter):
             # the path from us, not from the publisher
             self.plane.set_abs_send_time_id(abs_send_time)
         self._setup()
+
+    def _source(self) -> _core.PlaneStream:
+        """The producer's stream this consumer forwards from."""
+        return self.producer.stream
 
     def _setup(self) -> None:
         """What a subclass adds once the data-plane consumer exists."""
@@ -205,6 +209,25 @@ class SimpleConsumer(Consumer):
     """Forwards the producer's single stream as it is."""
 
     type = "simple"
+
+
+class LayerConsumer(SimpleConsumer):
+    """Forwards one simulcast layer of a producer as it is, never switching: a pipe carries
+    each layer of a simulcast producer with one of these, so that the other side's
+    subscribers choose among all the layers themselves. It keeps its layer wanted (encoded by
+    the publisher) while it runs."""
+
+    type = "layer"
+
+    def __init__(self, producer: Producer, transport: Transport, *, layer: int, **kwargs: Any):
+        if layer not in producer.layers:
+            raise ValueError(f"the producer has no layer {layer} yet")
+        self.layer = layer
+        self.desired_layer = layer  # what Producer._tick_layer_use keeps encoded
+        super().__init__(producer, transport, **kwargs)
+
+    def _source(self) -> _core.PlaneStream:
+        return self.producer.layers[self.layer]
 
 
 class SimulcastConsumer(Consumer):

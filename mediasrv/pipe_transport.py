@@ -14,9 +14,13 @@ network). The cascading primitive: a room's producer reaches subscribers served 
 
 Repairs and keyframes cross the pipe as for any subscriber: the receiving side NACKs losses
 (answered from the sending consumer's packet cache, by RTX) and forwards keyframe requests
-(PLI) of its subscribers, which reach the publisher. A simulcast producer is carried as one
-stream: the layer the pipe's bandwidth allows (REMB from the receiving side), switched at
-keyframes.
+(PLI) of its subscribers, which reach the publisher. A simulcast producer is carried with all
+its layers, each as a stream of its own (a LayerConsumer per layer on the sending side, the
+layers of one simulcast producer on the receiving side), so each subscriber over there gets
+the layer that suits it; while piped, every layer stays wanted (encoded by the publisher).
+
+``create_pipe_transport(srtp="AEAD_AES_128_GCM")`` protects the pipe with SRTP, for pipes
+that leave the machine: each side passes its ``srtp_parameters`` to the other's ``connect``.
 
 The data plane matches a datagram to a transport by its source address, so between two workers
 there is one pipe transport on each side; every producer piped between them goes through it.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mediasrv.consumer import LayerConsumer
 from mediasrv.plain_rtp_transport import PlainRtpTransport
 from mediasrv.rtp_capabilities import SUBSCRIBE_EXTENSIONS
 
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
 
 OFFER_KEYS = ("kind", "mimeType", "payloadType", "ssrc", "rtxPayloadType", "rtxSsrc",
               "extensions", "producerId", "appData")  # fmt: skip
+MAX_LAYERS = 4
+RID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 class PipeError(ValueError):
@@ -49,6 +56,10 @@ class PipeTransport(PlainRtpTransport):
         super().__init__(router, **kwargs)
         self._rooms: dict[str, Router] = {}  # received producer id -> the router it joined
         self._target: Router | None = None
+        # producers sent from here: id -> their consumers on this pipe, one per layer
+        self._sent: dict[str, list[Consumer]] = {}
+        # layers of a sent simulcast producer whose first packet has not come yet
+        self._layers_due: dict[str, dict[int, tuple[int, int]]] = {}
 
     def router_of(self, producer: Producer) -> Router:
         return self._rooms.get(producer.id, self.router)
@@ -59,27 +70,91 @@ class PipeTransport(PlainRtpTransport):
         worker = self.router.worker
         return (worker.config.listen_ip, worker.port)
 
+    # ---- the sending side ----
+
     def send(self, producer: Producer) -> dict[str, Any]:
-        """Carry ``producer`` (of this worker) to the other side: a consumer on this pipe,
+        """Carry ``producer`` (of this worker) to the other side: consumers on this pipe,
         started at once; returns the offer the other side's :meth:`receive` takes."""
         if self.remote_address is None:
             raise RuntimeError("connect() the pipe first")
-        consumer: Consumer = self.consume(producer, app_data={"pipe": True})
-        consumer.start()
+        if producer.id in self._sent:
+            raise ValueError("the producer is already sent on this pipe")
         kind = producer.kind
         extensions = {uri: i for uri, i in SUBSCRIBE_EXTENSIONS[kind].items()
                       if uri in producer.extensions}  # fmt: skip
-        return {
+        offer: dict[str, Any] = {
             "kind": kind,
             "mimeType": producer.codec.mime_type,
             "payloadType": producer.codec.payload_type,
-            "ssrc": consumer.ssrc,
-            "rtxPayloadType": producer.codec.rtx_payload_type if consumer.rtx_ssrc else 0,
-            "rtxSsrc": consumer.rtx_ssrc,
             "extensions": extensions,
             "producerId": producer.id,
             "appData": {k: v for k, v in producer.app_data.items() if k == "peerId"},
         }
+        self._sent[producer.id] = []
+        producer.once("close", lambda: self._forget_sent(producer.id))
+        if producer.simulcast:
+            layers = self._send_layers(producer)
+            offer["rids"] = list(producer.rids)
+            offer["layers"] = [{"ssrc": ssrc, "rtxSsrc": rtx} for ssrc, rtx in layers]
+            offer["ssrc"], offer["rtxSsrc"] = layers[0]
+        else:
+            consumer = self.consume(producer, app_data={"pipe": True})
+            consumer.start()
+            self._sent[producer.id].append(consumer)
+            offer["ssrc"], offer["rtxSsrc"] = consumer.ssrc, consumer.rtx_ssrc
+        offer["rtxPayloadType"] = producer.codec.rtx_payload_type if offer["rtxSsrc"] else 0
+        return offer
+
+    def _send_layers(self, producer: Producer) -> list[tuple[int, int]]:
+        """An SSRC pair for every layer, now: the layers that exist start at once, the others
+        when their first packet arrives (the producer's ``layer`` event)."""
+        taken = set(self._consumers_by_ssrc)
+        pairs: list[tuple[int, int]] = []
+        for _ in producer.rids:
+            ssrc = self.worker.new_ssrc(taken)
+            rtx = self.worker.new_ssrc(taken | {ssrc})
+            taken.update((ssrc, rtx))
+            pairs.append((ssrc, rtx))
+        self._layers_due[producer.id] = dict(enumerate(pairs))
+        for layer in sorted(producer.layers):
+            self._start_layer(producer, layer)
+        if self._layers_due.get(producer.id):
+            producer.on("layer", lambda layer, _stream: self._start_layer(producer, layer))
+        return pairs
+
+    def _start_layer(self, producer: Producer, layer: int) -> None:
+        due = self._layers_due.get(producer.id, {})
+        pair = due.pop(layer, None)
+        if pair is None or self.closed or producer.closed:
+            return
+        ssrc, rtx = pair
+        consumer = LayerConsumer(producer, self, layer=layer, ssrc=ssrc, rtx_ssrc=rtx,
+                                 app_data={"pipe": True, "layer": layer})  # fmt: skip
+        self._adopt(consumer)
+        consumer.start()
+        self._sent[producer.id].append(consumer)
+
+    def sent(self, producer: Producer) -> list[Consumer]:
+        """The consumers carrying ``producer`` on this pipe (one per layer that has begun)."""
+        return list(self._sent.get(producer.id, []))
+
+    def stop(self, producer_id: str) -> int:
+        """Stop carrying a producer (the other side closes its copy when told so); how many
+        streams stopped."""
+        consumers = self._sent.get(producer_id, [])
+        for consumer in consumers:
+            consumer.close()
+        stopped = len(consumers)
+        self._forget_sent(producer_id)
+        return stopped
+
+    def _forget_sent(self, producer_id: str) -> None:
+        self._sent.pop(producer_id, None)
+        due = self._layers_due.pop(producer_id, {})
+        for ssrc, rtx in due.values():
+            self.worker.release_ssrcs(ssrc, rtx)
+
+    # ---- the receiving side ----
 
     def receive(self, offer: object, router: Router | None = None) -> Producer:
         """The producer the other side's :meth:`send` carries here, a producer of ``router``
@@ -93,6 +168,9 @@ class PipeTransport(PlainRtpTransport):
             raise ValueError("the router is on another worker than the pipe")
         if target.closed:
             raise RuntimeError("the router is closed")
+        ssrcs = [o["ssrc"]] + [layer["ssrc"] for layer in o.get("layers", [])[1:]]
+        if any(ssrc in self._producers_by_ssrc for ssrc in ssrcs):
+            raise PipeError("pipe offer: an ssrc of it is already received on this pipe")
         self._target = target
         try:
             producer = self._produce(o)
@@ -112,7 +190,7 @@ class PipeTransport(PlainRtpTransport):
         self._rooms.pop(producer.id, None)
 
     def _produce(self, o: dict[str, Any]) -> Producer:
-        return self.produce(
+        producer = self.produce(
             kind=o["kind"],
             mime_type=o["mimeType"],
             payload_type=o["payloadType"],
@@ -120,8 +198,19 @@ class PipeTransport(PlainRtpTransport):
             rtx_payload_type=o["rtxPayloadType"],
             rtx_ssrc=o["rtxSsrc"],
             extensions=o["extensions"],
+            rids=o.get("rids"),
             app_data={**o["appData"], "pipedFrom": o["producerId"]},
         )
+        for layer, streams in enumerate(o.get("layers", [])[1:], start=1):
+            producer.add_layer(layer, streams["ssrc"])
+            if streams["rtxSsrc"]:
+                producer.set_layer_rtx(layer, streams["rtxSsrc"])
+        return producer
+
+
+def _check_int(value: object, key: str, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+        raise PipeError(f"pipe offer: {key} must be an integer 0..{high}")
 
 
 def check_offer(offer: object) -> dict[str, Any]:
@@ -139,9 +228,7 @@ def check_offer(offer: object) -> dict[str, Any]:
             raise PipeError(f"pipe offer: {key} must be a string")
     for key, high in (("payloadType", 127), ("rtxPayloadType", 127), ("ssrc", 0xFFFFFFFF),
                       ("rtxSsrc", 0xFFFFFFFF)):  # fmt: skip
-        value = offer[key]
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
-            raise PipeError(f"pipe offer: {key} must be an integer 0..{high}")
+        _check_int(offer[key], key, high)
     if offer["ssrc"] == 0:
         raise PipeError("pipe offer: ssrc must not be 0")
     extensions = offer["extensions"]
@@ -151,4 +238,33 @@ def check_offer(offer: object) -> dict[str, Any]:
         raise PipeError("pipe offer: extensions must map URIs to ids 1..14")
     if not isinstance(offer["appData"], dict):
         raise PipeError("pipe offer: appData must be an object")
+    if "rids" in offer or "layers" in offer:
+        _check_layers(offer)
     return dict(offer)
+
+
+def _check_layers(offer: dict[str, Any]) -> None:
+    """A simulcast offer: rids (2..MAX_LAYERS distinct RIDs) and one {ssrc, rtxSsrc} per rid,
+    the first being the offer's own ssrc; no SSRC twice."""
+    rids, layers = offer.get("rids"), offer.get("layers")
+    if (
+        not isinstance(rids, list)
+        or not 2 <= len(rids) <= MAX_LAYERS
+        or not all(isinstance(r, str) and 0 < len(r) <= 16 and set(r) <= RID_CHARS for r in rids)
+        or len(set(rids)) != len(rids)
+    ):
+        raise PipeError(f"pipe offer: rids must be 2..{MAX_LAYERS} distinct RIDs")
+    if not isinstance(layers, list) or len(layers) != len(rids):
+        raise PipeError("pipe offer: layers must have one entry per rid")
+    seen: set[int] = set()
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, dict) or "ssrc" not in layer or "rtxSsrc" not in layer:
+            raise PipeError(f"pipe offer: layers[{index}] must be {{ssrc, rtxSsrc}}")
+        _check_int(layer["ssrc"], f"layers[{index}].ssrc", 0xFFFFFFFF)
+        _check_int(layer["rtxSsrc"], f"layers[{index}].rtxSsrc", 0xFFFFFFFF)
+        used = {layer["ssrc"], layer["rtxSsrc"]} - {0}
+        if layer["ssrc"] == 0 or used & seen:
+            raise PipeError(f"pipe offer: layers[{index}] repeats an ssrc or has ssrc 0")
+        seen |= used
+    if layers[0]["ssrc"] != offer["ssrc"] or layers[0]["rtxSsrc"] != offer["rtxSsrc"]:
+        raise PipeError("pipe offer: layers[0] must be the offer's own ssrc and rtxSsrc")

@@ -17,8 +17,8 @@ import aiohttp
 from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
-    from mediasrv.consumer import Consumer
     from mediasrv.media_server import MediaServer
+    from mediasrv.pipe_transport import PipeTransport
     from mediasrv.producer import Producer
     from mediasrv.room import Room
     from mediasrv.worker import Worker
@@ -44,8 +44,8 @@ class RoomLinks:
     def __init__(self, server: MediaServer) -> None:
         self.server = server
         self.links: dict[str, dict[tuple[str, int], int]] = {}  # room -> peer udp -> http port
-        # the pipe consumers of each room toward each linked worker
-        self.sending: dict[tuple[str, tuple[str, int]], list[Consumer]] = {}
+        # the producers each room pipes toward each linked worker, and the pipe of each
+        self.sending: dict[tuple[str, tuple[str, int]], list[tuple[PipeTransport, str]]] = {}
         self._watched: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -93,8 +93,8 @@ class RoomLinks:
         self._watched.discard(room_id)
         log.info("room %s closed here: %d linked worker(s) stop piping to it", room_id, len(links))
         for key in [k for k in self.sending if k[0] == room_id]:
-            for consumer in self.sending.pop(key):
-                consumer.close()
+            for pipe, producer_id in self.sending.pop(key):
+                pipe.stop(producer_id)
         if links and not self.server.closed:
             udp = [worker.config.listen_ip, worker.port]
             spawn(self._tell_unlinked(room_id, udp, list(links.values())), "unlink")
@@ -113,8 +113,8 @@ class RoomLinks:
         """The worker at ``udp`` has no peers of the room any more: stop piping to it."""
         self.links.get(room_id, {}).pop(udp, None)
         stopped = self.sending.pop((room_id, udp), [])
-        for consumer in stopped:
-            consumer.close()
+        for pipe, producer_id in stopped:
+            pipe.stop(producer_id)
         room = self.server.rooms.get(room_id)
         if room is not None:
             for producer in list(room.router.producers.values()):
@@ -139,8 +139,7 @@ class RoomLinks:
             return
         pipe = room.router.worker.pipe(udp)
         offer = pipe.send(producer)
-        consumer = next(c for c in reversed(pipe.consumers.values()) if c.producer is producer)
-        self.sending.setdefault((room.id, udp), []).append(consumer)
+        self.sending.setdefault((room.id, udp), []).append((pipe, producer.id))
         worker = room.router.worker
         url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped"
         body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
@@ -173,7 +172,8 @@ class RoomLinks:
         if "pipedFrom" in producer.app_data:
             return
         for key in [k for k in self.sending if k[0] == room.id]:
-            self.sending[key] = [c for c in self.sending[key] if not c.closed]
+            kept = [(pipe, pid) for pipe, pid in self.sending[key] if pid != producer.id]
+            self.sending[key] = kept
         for http_port in list(self.links.get(room.id, {}).values()):
             url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
             try:

@@ -56,27 +56,36 @@ class Router(Emitter):
         return transport
 
     def create_plain_transport(
-        self, *, app_data: dict[str, Any] | None = None
+        self, *, srtp: str | None = None, app_data: dict[str, Any] | None = None
     ) -> PlainRtpTransport:
         from mediasrv.plain_rtp_transport import PlainRtpTransport
 
         if self.closed:
             raise RuntimeError("the router is closed")
         transport = PlainRtpTransport(
-            self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
+            self,
+            max_incoming_bitrate=self.worker.config.max_incoming_bitrate,
+            srtp=srtp,
+            app_data=app_data,
         )
         self.transports[transport.id] = transport
         return transport
 
-    def create_pipe_transport(self, *, app_data: dict[str, Any] | None = None) -> PipeTransport:
+    def create_pipe_transport(
+        self, *, srtp: str | None = None, app_data: dict[str, Any] | None = None
+    ) -> PipeTransport:
         """A transport carrying producers to or from another router's worker (PipeTransport);
-        ``connect()`` it to the other side's ``local_address``."""
+        ``connect()`` it to the other side's ``local_address`` (and, with ``srtp``, one of
+        SRTP_SUITES, its ``srtp_parameters``)."""
         from mediasrv.pipe_transport import PipeTransport
 
         if self.closed:
             raise RuntimeError("the router is closed")
         transport = PipeTransport(
-            self, max_incoming_bitrate=self.worker.config.max_incoming_bitrate, app_data=app_data
+            self,
+            max_incoming_bitrate=self.worker.config.max_incoming_bitrate,
+            srtp=srtp,
+            app_data=app_data,
         )
         self.transports[transport.id] = transport
         return transport

@@ -101,11 +101,15 @@ class Transport(Emitter):
         consumer = kind(
             producer, self, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
         )
-        self.consumers[consumer.id] = consumer
-        self._consumers_by_ssrc[ssrc] = consumer
-        producer.consumers[consumer.id] = consumer
-        self.emit("consumer", consumer)
+        self._adopt(consumer)
         return consumer
+
+    def _adopt(self, consumer: Consumer) -> None:
+        """A consumer made for this transport joins it and its producer."""
+        self.consumers[consumer.id] = consumer
+        self._consumers_by_ssrc[consumer.ssrc] = consumer
+        consumer.producer.consumers[consumer.id] = consumer
+        self.emit("consumer", consumer)
 
     def _producer_closed(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
