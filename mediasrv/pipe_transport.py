@@ -17,7 +17,10 @@ Repairs and keyframes cross the pipe as for any subscriber: the receiving side N
 (PLI) of its subscribers, which reach the publisher. A simulcast producer is carried with all
 its layers, each as a stream of its own (a LayerConsumer per layer on the sending side, the
 layers of one simulcast producer on the receiving side), so each subscriber over there gets
-the layer that suits it; while piped, every layer stays wanted (encoded by the publisher).
+the layer that suits it. The other side's copy says which layers its subscribers want
+(its ``layerswanted`` event, passed back to :meth:`PipeTransport.set_layers_wanted` over the
+channel that carried the offer): the other layers' streams pause, and the publisher may stop
+encoding them, as for a subscriber of its own.
 
 ``create_pipe_transport(srtp="AEAD_AES_128_GCM")`` protects the pipe with SRTP, for pipes
 that leave the machine: each side passes its ``srtp_parameters`` to the other's ``connect``.
@@ -60,6 +63,8 @@ class PipeTransport(PlainRtpTransport):
         self._sent: dict[str, list[Consumer]] = {}
         # layers of a sent simulcast producer whose first packet has not come yet
         self._layers_due: dict[str, dict[int, tuple[int, int]]] = {}
+        # the layers the other side's copy wants (set_layers_wanted), by producer id
+        self._wanted: dict[str, list[bool]] = {}
 
     def router_of(self, producer: Producer) -> Router:
         return self._rooms.get(producer.id, self.router)
@@ -130,9 +135,36 @@ class PipeTransport(PlainRtpTransport):
         ssrc, rtx = pair
         consumer = LayerConsumer(producer, self, layer=layer, ssrc=ssrc, rtx_ssrc=rtx,
                                  app_data={"pipe": True, "layer": layer})  # fmt: skip
+        wanted = self._wanted.get(producer.id)
+        if wanted is not None and layer < len(wanted) and not wanted[layer]:
+            consumer.pause()
         self._adopt(consumer)
         consumer.start()
         self._sent[producer.id].append(consumer)
+
+    def set_layers_wanted(self, producer_id: str, active: list[bool]) -> int:
+        """The layers the other side's copy of a simulcast producer wants (its producer's
+        ``layerswanted`` event: what its subscribers take): the streams of the other layers
+        pause here, so that the publisher may stop encoding them, and resume when wanted
+        again. How many streams changed."""
+        if producer_id not in self._sent:
+            raise ValueError("the producer is not sent on this pipe")
+        self._wanted[producer_id] = list(active)
+        changed = 0
+        for consumer in self._sent[producer_id]:
+            if not isinstance(consumer, LayerConsumer) or consumer.layer >= len(active):
+                continue
+            if active[consumer.layer] and consumer.paused:
+                consumer.resume()
+                changed += 1
+            elif not active[consumer.layer] and not consumer.paused:
+                consumer.pause()
+                changed += 1
+        return changed
+
+    def sent_ids(self) -> list[str]:
+        """The ids of the producers this pipe carries to the other side."""
+        return list(self._sent)
 
     def sent(self, producer: Producer) -> list[Consumer]:
         """The consumers carrying ``producer`` on this pipe (one per layer that has begun)."""
@@ -150,6 +182,7 @@ class PipeTransport(PlainRtpTransport):
 
     def _forget_sent(self, producer_id: str) -> None:
         self._sent.pop(producer_id, None)
+        self._wanted.pop(producer_id, None)
         due = self._layers_due.pop(producer_id, {})
         for ssrc, rtx in due.values():
             self.worker.release_ssrcs(ssrc, rtx)

@@ -239,6 +239,7 @@ class Producer(Emitter):
             "consumers": len(self.consumers),
         }
         if self.rids:
+            stats["layersActive"] = list(self.layers_active)
             stats["layers"] = [
                 {
                     "layer": layer,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from mediasrv.pipe_transport import MAX_LAYERS
 from mediasrv.tasks import spawn
 
 if TYPE_CHECKING:
@@ -189,7 +190,45 @@ class RoomLinks:
         pipe = room.router.worker.pipe(source)
         producer = pipe.receive(offer, router=room.router)
         producer.app_data["pipedVia"] = list(source)
+        if producer.simulcast:
+            producer.on(
+                "layerswanted",
+                lambda active: spawn(self._layers_wanted(room, producer, source, active), "layers"),
+            )
         return producer
+
+    async def _layers_wanted(
+        self, room: Room, producer: Producer, source: tuple[str, int], active: list[bool]
+    ) -> None:
+        """The layers this worker's peers want of a piped simulcast producer: the sending
+        worker pauses the others on its pipe, and its publisher may stop encoding them."""
+        http_port = self.links.get(room.id, {}).get(source)
+        if http_port is None or producer.closed:
+            return
+        worker = room.router.worker
+        url = (f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}"
+               f"/piped/{producer.app_data['pipedFrom']}/layers")  # fmt: skip
+        body = {"active": active, "to": [worker.config.listen_ip, worker.port]}
+        try:
+            async with self.http.post(url, json=body, headers=self._headers()):
+                pass
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("room %s: cannot tell %s of wanted layers: %s", room.id, source,
+                        type(exc).__name__)  # fmt: skip
+
+    def layers_wanted(self, producer_id: str, to: tuple[str, int], active: object) -> int:
+        """The worker at ``to`` wants these layers of a producer piped to it from here."""
+        if (
+            not isinstance(active, list)
+            or not 0 < len(active) <= MAX_LAYERS
+            or not all(isinstance(a, bool) for a in active)
+        ):
+            raise ValueError(f"active must be a list of 1..{MAX_LAYERS} booleans")
+        for worker in self.server.workers:
+            pipe = worker.find_pipe(to)
+            if pipe is not None and producer_id in pipe.sent_ids():
+                return pipe.set_layers_wanted(producer_id, active)
+        raise LookupError("no pipe carries that producer to that worker")
 
     def unpipe(self, room_id: str, source_producer: str) -> bool:
         room = self.server.rooms.get(room_id)
@@ -256,6 +295,15 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         stopped = links.unlink(request.match_info["room"], pipe_address(body.get("udp")))
         return web.json_response({"stopped": stopped})
 
+    async def layers(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        try:
+            to = pipe_address(body.get("to"))
+            changed = links.layers_wanted(request.match_info["producer"], to, body.get("active"))
+        except LookupError as missing:
+            return error(404, "not_found", str(missing))
+        return web.json_response({"changed": changed})
+
     async def unpipe(request: web.Request) -> web.Response:
         closed = links.unpipe(request.match_info["room"], request.match_info["producer"])
         return web.json_response({"closed": closed})
@@ -265,5 +313,6 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         web.post("/internal/rooms/{room}/piped", guarded(piped)),
         web.post("/internal/rooms/{room}/unlink", guarded(unlink)),
         web.post("/internal/rooms/{room}/peers", guarded(peers)),
+        web.post("/internal/rooms/{room}/piped/{producer}/layers", guarded(layers)),
         web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
     ]

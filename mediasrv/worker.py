@@ -79,8 +79,8 @@ class Worker(Emitter):
     def pipe(self, remote: tuple[str, int]) -> PipeTransport:
         """This worker's pipe to another worker's address, shared by all its rooms (the data
         plane binds one transport per remote address): made and connected on first use."""
-        found = self._pipes.get(remote)
-        if found is not None and not found.closed:
+        found = self.find_pipe(remote)
+        if found is not None:
             return found
         if self._pipe_router is None or self._pipe_router.closed:
             self._pipe_router = self.create_router({"pipes": True})
@@ -88,6 +88,11 @@ class Worker(Emitter):
         transport.connect(remote)
         self._pipes[remote] = transport
         return transport
+
+    def find_pipe(self, remote: tuple[str, int]) -> PipeTransport | None:
+        """This worker's open pipe to another worker's address, if there is one."""
+        found = self._pipes.get(remote)
+        return found if found is not None and not found.closed else None
 
     def create_router(self, app_data: dict[str, Any] | None = None) -> Router:
         if self.closed:

@@ -16,7 +16,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sfu_support import FrameCounter, PatternTrack, ToneTrack, wait_for
+from test_simulcast import RIDS, SimulcastSender, layers_since
 
+from bench.webrtc_peer import BenchPeer
 from mediasrv.client import Client, SignalingError
 from mediasrv.config import ServerConfig
 from mediasrv.signaling import client_address
@@ -378,6 +380,61 @@ def test_one_room_spread_over_two_worker_processes(run: Any) -> None:
     run(asyncio.wait_for(scenario(), LIMIT))
 
 
+def test_a_simulcast_layer_nobody_wants_on_either_worker_is_paused_at_the_publisher(
+    run: Any,
+) -> None:
+    """A spread room: a simulcast publisher on one worker, its only subscriber on the other,
+    taking layer 0. The subscriber's worker says which layers it wants, the publisher's worker
+    pauses the other two on the pipe, and then asks the publisher to stop encoding them; when
+    the subscriber asks for the top layer, it is encoded and forwarded again."""
+
+    async def scenario() -> None:
+        async with supervisor(room_spread_at=1) as sup, contextlib.AsyncExitStack() as stack:
+            publisher = BenchPeer(url(sup), "big")
+            stack.push_async_callback(publisher.close)
+            await publisher.join(auto_subscribe=False)
+            sender = SimulcastSender(await publisher.publish_simulcast(RIDS))
+            sender.start()
+            stack.push_async_callback(sender.stop)
+            watcher = BenchPeer(url(sup), "big")
+            stack.push_async_callback(watcher.close)
+            await watcher.join(auto_subscribe=True)
+            link = await watcher.answer_next_offer()
+            link.record = True
+            assert len(sup.spans["big"]) == 2  # the room spread over both workers
+            consumer = (await watcher.request("stats", {}))["consumers"][0]
+            assert consumer["type"] == "simulcast"
+            await watcher.request(
+                "setPreferredLayers", {"consumerId": consumer["id"], "spatialLayer": 0}
+            )
+            await wait_for(lambda: layers_since(link, 0)[-5:] == [0] * 5, 10, "layer 0")
+
+            async def layers_active() -> list[bool] | None:
+                _, detail = await get_json(sup, "/admin/rooms/big", Authorization=f"Bearer {ADMIN}")
+                for peer in detail["peers"]:
+                    if peer["id"] == publisher.peer_id:
+                        found: list[bool] = peer["stats"]["producers"][0]["layersActive"]
+                        return found
+                return None
+
+            async def until(wanted: list[bool], limit: float, what: str) -> None:
+                deadline = asyncio.get_running_loop().time() + limit
+                while (seen := await layers_active()) != wanted:
+                    assert asyncio.get_running_loop().time() < deadline, f"{what}: {seen}"
+                    await asyncio.sleep(0.25)
+
+            # 5 s unwanted on the watcher's worker, then 5 s more on the publisher's
+            await until([True, False, False], 20, "layers 1 and 2 paused at the publisher")
+            await watcher.request(
+                "setPreferredLayers", {"consumerId": consumer["id"], "spatialLayer": 2}
+            )
+            await until([True, True, True], 5, "the top layer wanted again")
+            mark = len(link.packets)
+            await wait_for(lambda: layers_since(link, mark)[-5:] == [2] * 5, 15, "layer 2")
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
 def test_the_internal_api_needs_the_supervisor_s_token(run: Any) -> None:
     async def scenario() -> None:
         async with supervisor(processes=1) as sup, aiohttp.ClientSession() as http:
@@ -397,5 +454,16 @@ def test_the_internal_api_needs_the_supervisor_s_token(run: Any) -> None:
             ) as answer:
                 assert answer.status == 400
                 assert (await answer.json())["message"] == "a UDP address is [host, port]"
+            layers = f"http://127.0.0.1:{port}/internal/rooms/x/piped/nope/layers"
+            auth = {"Authorization": f"Bearer {sup.token}"}
+            for active, status, message in (
+                ("all", 400, "active must be a list of 1..4 booleans"),
+                ([True, 1], 400, "active must be a list of 1..4 booleans"),
+                ([True, False], 404, "no pipe carries that producer to that worker"),
+            ):
+                body = {"to": ["127.0.0.1", 9], "active": active}
+                async with http.post(layers, json=body, headers=auth) as answer:
+                    assert answer.status == status
+                    assert (await answer.json())["message"] == message
 
     run(asyncio.wait_for(scenario(), LIMIT))
