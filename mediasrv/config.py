@@ -104,6 +104,8 @@ class ClusterConfig:
     public_url: str = ""
     node_ttl: float = 3.0  # seconds a node counts as alive after its last heartbeat
     key_prefix: str = "mediasrv:"
+    # shared by every node: proves a relayed connection comes from a node (relay_proof.py)
+    secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -114,6 +116,11 @@ class ClusterConfig:
             raise ValueError("cluster.public_url: a ws:// or wss:// URL of /ws")
         if len(self.node_id) > 64 or any(c.isspace() for c in self.node_id):
             raise ValueError("cluster.node_id: at most 64 characters, no spaces")
+        if self.redis_url and len(self.secret) < 16:
+            raise ValueError(
+                "cluster.secret: at least 16 characters, the same on every node (it proves "
+                "that a relayed connection comes from a node)"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from mediasrv.relay_proof import HEADER as RELAYED_HEADER
+from mediasrv.relay_proof import make_proof
 from mediasrv.signaling import MAX_ROOM_ID, PROXY_HEADER
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mediasrv.supervisor")
 FIRST_MESSAGE_TIMEOUT = 30.0
 MAX_ROOMS_PER_CONNECTION = 8
-RELAYED_HEADER = "X-Mediasrv-Relayed"  # from another node: serve here, never relay again
 SERVICE_RESTART = 1012  # WebSocket close code
 
 
@@ -115,7 +116,8 @@ class SignalRelay:
             self.upstream = await self.supervisor.http.ws_connect(
                 url,
                 headers={"X-Forwarded-For": self.remote,
-                         RELAYED_HEADER: self.supervisor.node_id},
+                         RELAYED_HEADER: make_proof(self.supervisor.config.cluster.secret,
+                                                    self.supervisor.node_id)},
                 max_msg_size=self.supervisor.config.max_message_size,
                 heartbeat=20.0,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),

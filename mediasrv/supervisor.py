@@ -37,7 +37,9 @@ from mediasrv.cluster_directory import ClusterDirectory
 from mediasrv.config import ServerConfig
 from mediasrv.http_app import client_sdk
 from mediasrv.http_json import bearer_ok
-from mediasrv.signal_relay import RELAYED_HEADER, SignalRelay
+from mediasrv.relay_proof import HEADER as RELAYED_HEADER
+from mediasrv.relay_proof import check_proof
+from mediasrv.signal_relay import SignalRelay
 from mediasrv.signaling import PROXY_HEADER, client_address
 from mediasrv.supervisor_metrics import SupervisorCollector, WorkersCollector
 from mediasrv.worker_handle import WorkerHandle, WorkerStartError
@@ -89,6 +91,7 @@ class Supervisor:
         self.directory: ClusterDirectory | None = None  # with config.cluster (Redis)
         self.node_id = ""
         self.remote_relays: set[SignalRelay] = set()  # relayed to other nodes of the cluster
+        self.forged_relays = 0  # connections claiming to be relayed, without a valid proof
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = CollectorRegistry(auto_describe=False)
         self.metrics.register(SupervisorCollector(self))
@@ -367,12 +370,26 @@ class Supervisor:
         await ws.prepare(request)
         relay = SignalRelay(self, ws, client_address(request, self.config))
         try:
-            await relay.run(relayed=RELAYED_HEADER in request.headers)
+            await relay.run(relayed=self._relayed_by_a_node(request))
         except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
             log.info("signaling relay ended: %s", type(exc).__name__)
         finally:
             await ws.close()
         return ws
+
+    def _relayed_by_a_node(self, request: web.Request) -> bool:
+        """Whether another node of the cluster relays this connection: its header carries a
+        valid proof (relay_proof.py). A header without one is counted, logged and ignored:
+        the connection is routed as any client's."""
+        value = request.headers.get(RELAYED_HEADER)
+        if value is None:
+            return False
+        if self.directory is not None and check_proof(self.config.cluster.secret, value):
+            return True
+        self.forged_relays += 1
+        log.warning("a connection from %s claims to be relayed by a node without a valid "
+                    "proof: routed as any client's", request.remote)  # fmt: skip
+        return False
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -56,6 +56,11 @@ class SupervisorCollector(Collector):
         )
         if s.directory is not None:
             yield CounterMetricFamily(
+                "mediasrv_cluster_relay_proofs_refused",
+                "Connections claiming to be relayed by a node, without a valid proof",
+                value=float(s.forged_relays),
+            )
+            yield CounterMetricFamily(
                 "mediasrv_cluster_directory_errors",
                 "Redis operations of the cluster directory that failed",
                 value=float(s.directory.errors),

@@ -19,13 +19,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 from sfu_support import FrameCounter, PatternTrack, ToneTrack, wait_for
 
 from mediasrv.client import Client
+from mediasrv.relay_proof import HEADER as RELAYED
+from mediasrv.relay_proof import make_proof
 
 REDIS = "/usr/bin/redis-server"
+SECRET = "cluster-secret-of-the-tests-0123"
 NODE_TTL = 1.5
 LIMIT = 90.0
 pytestmark = pytest.mark.skipif(not Path(REDIS).exists(), reason="redis-server is not installed")
@@ -69,7 +73,7 @@ class Node:
     def __init__(self, name: str, redis_url: str) -> None:
         env = {**os.environ, "MEDIASRV_CLUSTER_REDIS_URL": redis_url,
                "MEDIASRV_CLUSTER_NODE_ID": name, "MEDIASRV_CLUSTER_NODE_TTL": str(NODE_TTL),
-               "MEDIASRV_DRAIN_TIMEOUT": "1"}  # fmt: skip
+               "MEDIASRV_DRAIN_TIMEOUT": "1", "MEDIASRV_CLUSTER_SECRET": SECRET}  # fmt: skip
         self.name = name
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mediasrv", "serve", "--port", "0", "--processes", "1"],
@@ -162,6 +166,36 @@ def test_peers_of_one_room_on_two_nodes(redis_url: str, run: Any) -> None:
             assert "mediasrv_supervisor_relayed_to_nodes 1.0" in metrics
             assert re.search(r"^mediasrv_cluster_heartbeats_total [1-9]", metrics, re.M)
             assert "mediasrv_cluster_directory_errors_total 0.0" in metrics
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_a_forged_relay_header_does_not_take_a_room_over(redis_url: str, run: Any) -> None:
+    """A node serves a connection relayed by another node itself, taking the room over from
+    its recorded owner; so a client that claims to be relayed (a node's id, or a proof made
+    with another secret) is routed as any client: to the room's node, which keeps it."""
+
+    async def scenario() -> None:
+        async with nodes(redis_url, "n1", "n2") as (n1, n2), contextlib.AsyncExitStack() as stack:
+            publisher = await Client.connect(n1.url, token="t", room="shared", display_name="pub")
+            stack.push_async_callback(publisher.close)
+            directory = redis.Redis.from_url(redis_url, decode_responses=True)
+            assert directory.get("mediasrv:room:shared") == "n1"
+            forged = ["n1", make_proof("another-secret-0123456789", "n1")]
+            async with aiohttp.ClientSession() as http:
+                for value in forged:
+                    async with http.ws_connect(n2.url, headers={RELAYED: value}) as ws:
+                        join = {"token": "t", "room": "shared"}
+                        await ws.send_json({"id": 1, "method": "join", "params": join})
+                        answer = await ws.receive_json(timeout=10)
+                        assert answer["ok"], answer
+                        # relayed to the room's node: it meets the publisher there
+                        names = [p["displayName"] for p in answer["result"]["peers"]]
+                        assert names == ["pub"]
+                    assert directory.get("mediasrv:room:shared") == "n1"
+            assert n2.info()["rooms"] == 0
+            metrics = await asyncio.to_thread(n2.text, "/metrics")
+            assert "mediasrv_cluster_relay_proofs_refused_total 2.0" in metrics
 
     run(asyncio.wait_for(scenario(), LIMIT))
 

@@ -49,12 +49,21 @@ def test_a_file_loads_into_the_server_config(tmp_path: Path) -> None:
         ({"tokens": "abc"}, "tokens: expected a list of non-empty strings"),
         ({"plugins": [{"config": {}}]}, "plugins[0].name: required"),
         ({"plugins": [{"name": "x", "cfg": {}}]}, "plugins[0].cfg: unknown key"),
+        ({"cluster": {"redis_url": "redis://127.0.0.1:6379/0"}}, "cluster.secret: at least 16"),
+        ({"cluster": {"redis_url": "http://x"}}, "cluster.redis_url: a redis://"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as refused:
         config_from_dict(data)
     assert message in str(refused.value)
+
+
+def test_the_cluster_secret_is_never_shown_in_the_config() -> None:
+    secret = "the-shared-cluster-secret-42"
+    config = config_from_dict({"cluster": {"redis_url": "redis://10.0.0.5/0", "secret": secret}})
+    assert config.cluster.secret == secret
+    assert secret not in repr(config)
 
 
 def test_check_config_and_serve_refuse_bad_files_with_exit_code_2(tmp_path: Path) -> None:
