@@ -498,11 +498,16 @@ class Supervisor:
         self, request: web.Request, room: str, workers: list[WorkerHandle]
     ) -> web.Response:
         """An admin request about a room spread over several workers goes to each of them:
-        a room's detail merges their peers; kicking a peer succeeds where the peer is; other
-        actions (closing, recording, layers) act on every share, and the first refusal is
-        the answer."""
+        a room's detail merges their peers; kicking a peer succeeds where the peer is, and so
+        does reading or stopping the recording. Starting a recording goes to the share with
+        the most connections only: every share holds every producer of the room (its own and
+        those piped in), so one recording has them all. Other actions (closing, layers) act
+        on every share, and the first refusal is the answer."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         body = await request.read()
+        recording = request.path == f"/admin/rooms/{room}/recording"
+        if recording and request.method == "POST":
+            workers = [max(workers, key=lambda w: (self._on_worker[(room, w.index)], -w.index))]
         answers: list[tuple[WorkerHandle, int, Any]] = []
         for worker in workers:
             url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
@@ -526,13 +531,13 @@ class Supervisor:
                     )
                 )
         ok = [(w, status, found) for w, status, found in answers if 200 <= status < 300]
-        kicking = "/peers/" in request.path
-        if kicking and ok:
+        on_one_share = "/peers/" in request.path or recording
+        if on_one_share and ok:
             return web.json_response(ok[0][2], status=ok[0][1])
         refused = [(status, found) for _, status, found in answers if not 200 <= status < 300]
-        if refused and not kicking:
+        if refused and not on_one_share:
             return web.json_response(refused[0][1], status=refused[0][0])
-        if kicking:
+        if on_one_share:
             return web.json_response(refused[-1][1], status=refused[-1][0])
         if request.method == "GET" and request.path == f"/admin/rooms/{room}":
             peers = [

@@ -9,7 +9,10 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,7 +23,7 @@ from test_simulcast import RIDS, SimulcastSender, layers_since
 
 from bench.webrtc_peer import BenchPeer
 from mediasrv.client import Client, SignalingError
-from mediasrv.config import ServerConfig
+from mediasrv.config import RecordingConfig, ServerConfig
 from mediasrv.signaling import client_address
 from mediasrv.supervisor import Supervisor
 
@@ -431,6 +434,59 @@ def test_a_simulcast_layer_nobody_wants_on_either_worker_is_paused_at_the_publis
             await until([True, True, True], 5, "the top layer wanted again")
             mark = len(link.packets)
             await wait_for(lambda: layers_since(link, mark)[-5:] == [2] * 5, 15, "layer 2")
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
+def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
+    run: Any, tmp_path: Path
+) -> None:
+    """A recording started through the supervisor's admin API on a room spread over two
+    workers runs on one of them, which holds every producer of the room (its own and those
+    piped in): one recording with both peers' tracks, readable and stoppable through the
+    supervisor, that mediasrv-rec composes."""
+
+    async def scenario() -> None:
+        settings = {"room_spread_at": 1, "recording": RecordingConfig(directory=str(tmp_path))}
+        async with supervisor(**settings) as sup, contextlib.AsyncExitStack() as stack:
+            publisher = await Client.connect(url(sup), token="t", room="big", display_name="p")
+            stack.push_async_callback(publisher.close)
+            await publisher.publish([PatternTrack(), ToneTrack()])
+            watcher = await Client.connect(url(sup), token="t", room="big", display_name="w")
+            stack.push_async_callback(watcher.close)
+            await watcher.publish([PatternTrack()])
+            assert len(sup.spans["big"]) == 2
+            seen = FrameCounter(publisher)
+            stack.push_async_callback(seen.close)
+            await wait_for(lambda: seen.frames["video"] >= 5, 20.0, "the watcher's video")
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            where = f"{base(sup)}/admin/rooms/big/recording"
+            async with aiohttp.ClientSession(headers=admin) as http:
+                async with http.post(where, json={}) as answer:
+                    assert answer.status == 201, await answer.text()
+                    started = await answer.json()
+                assert started["recording"] is True
+                await asyncio.sleep(4.0)
+                async with http.get(where) as answer:
+                    assert answer.status == 200
+                    live = await answer.json()
+                assert live["id"] == started["id"] and live["recording"] is True
+                peers = {j["peer"] for j in live["journals"]}
+                assert peers == {publisher.peer_id, watcher.peer_id}
+                assert sorted(j["kind"] for j in live["journals"]) == ["audio", "video", "video"]
+                assert all(j["packets"] > 0 for j in live["journals"])
+                async with http.delete(where) as answer:
+                    assert answer.status == 200
+            recordings = [d for d in (tmp_path / "big").iterdir() if d.is_dir()]
+            assert [d.name for d in recordings] == [started["id"]]  # one, not one per worker
+            output = tmp_path / "big.webm"
+            command = [sys.executable, "-m", "mediasrv.recording.rec_cli", "--no-progress",
+                       "--room", str(recordings[0]), "-o", str(output)]  # fmt: skip
+            done = await asyncio.to_thread(
+                subprocess.run, command, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stderr
+            assert output.stat().st_size > 10_000
 
     run(asyncio.wait_for(scenario(), LIMIT))
 
