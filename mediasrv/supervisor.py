@@ -505,8 +505,8 @@ class Supervisor:
         on every share, and the first refusal is the answer."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         body = await request.read()
-        recording = request.path == f"/admin/rooms/{room}/recording"
-        if recording and request.method == "POST":
+        about_recording = request.path == f"/admin/rooms/{room}/recording"
+        if about_recording and request.method == "POST":
             workers = [max(workers, key=lambda w: (self._on_worker[(room, w.index)], -w.index))]
         answers: list[tuple[WorkerHandle, int, Any]] = []
         for worker in workers:
@@ -531,7 +531,7 @@ class Supervisor:
                     )
                 )
         ok = [(w, status, found) for w, status, found in answers if 200 <= status < 300]
-        on_one_share = "/peers/" in request.path or recording
+        on_one_share = "/peers/" in request.path or about_recording
         if on_one_share and ok:
             return web.json_response(ok[0][2], status=ok[0][1])
         refused = [(status, found) for _, status, found in answers if not 200 <= status < 300]

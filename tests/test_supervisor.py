@@ -447,7 +447,10 @@ def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
     supervisor, that mediasrv-rec composes."""
 
     async def scenario() -> None:
-        settings = {"room_spread_at": 1, "recording": RecordingConfig(directory=str(tmp_path))}
+        settings: dict[str, Any] = {
+            "room_spread_at": 1,
+            "recording": RecordingConfig(directory=str(tmp_path)),
+        }
         async with supervisor(**settings) as sup, contextlib.AsyncExitStack() as stack:
             publisher = await Client.connect(url(sup), token="t", room="big", display_name="p")
             stack.push_async_callback(publisher.close)
