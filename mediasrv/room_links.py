@@ -139,6 +139,8 @@ class RoomLinks:
         if producer.closed:
             return
         pipe = room.router.worker.pipe(udp)
+        if producer.id in pipe.sent_ids():
+            return  # linked again (a share that emptied and came back): it still goes there
         offer = pipe.send(producer)
         self.sending.setdefault((room.id, udp), []).append((pipe, producer.id))
         worker = room.router.worker
