@@ -9,7 +9,8 @@ loop, UDP port (``media.rtc_port + index``) and rooms; the supervisor owns the p
 - ``/metrics``: the supervisor's own metrics and every worker's, each sample labelled
   ``worker``;
 - ``/admin/...`` and ``/plugins/...``: forwarded to the worker of the room named in the path,
-  else to a running worker (``GET /admin/rooms`` lists every worker's rooms);
+  else to a running worker (``GET /admin/rooms`` lists every worker's rooms;
+  :class:`~mediasrv.admin_forward.AdminForward`);
 - ``/client/mediasrv-client.js``.
 
 A worker that exits unasked is noticed at once (its process ends): its clients get a
@@ -33,6 +34,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mediasrv import __version__
+from mediasrv.admin_forward import PROXY_TIMEOUT, AdminForward
 from mediasrv.cluster_directory import ClusterDirectory
 from mediasrv.config import ServerConfig
 from mediasrv.http_app import client_sdk
@@ -40,27 +42,15 @@ from mediasrv.http_json import bearer_ok
 from mediasrv.relay_proof import HEADER as RELAYED_HEADER
 from mediasrv.relay_proof import check_proof
 from mediasrv.signal_relay import SignalRelay
-from mediasrv.signaling import PROXY_HEADER, client_address
+from mediasrv.signaling import client_address
 from mediasrv.supervisor_metrics import SupervisorCollector, WorkersCollector
 from mediasrv.worker_handle import WorkerHandle, WorkerStartError
 
 log = logging.getLogger("mediasrv.supervisor")
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 STABLE_SECONDS = 30.0  # a worker up this long starts again after the shortest delay
-PROXY_TIMEOUT = aiohttp.ClientTimeout(total=30)
 SCRAPE_TIMEOUT = aiohttp.ClientTimeout(total=3)
 MAX_PROXY_BODY = 16 * 1024 * 1024
-HOP_HEADERS = {
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "te",
-    "trailer",
-    "proxy-authorization",
-}
 
 
 def process_count(config: ServerConfig) -> int:
@@ -120,8 +110,9 @@ class Supervisor:
         app.router.add_get("/client/mediasrv-client.js", client_sdk)
         if self.config.metrics.enabled:
             app.router.add_get("/metrics", self._metrics)
-        app.router.add_route("*", "/admin/{tail:.*}", self._forward)
-        app.router.add_route("*", "/plugins/{tail:.*}", self._forward)
+        forward = AdminForward(self)
+        app.router.add_route("*", "/admin/{tail:.*}", forward.handle)
+        app.router.add_route("*", "/plugins/{tail:.*}", forward.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -331,6 +322,10 @@ class Supervisor:
                 del self.spans[room]
                 self._room_sessions.pop(room, None)
 
+    def connections(self, room: str, worker: WorkerHandle) -> int:
+        """The connections of a room that a worker serves now."""
+        return self._on_worker[(room, worker.index)]
+
     def _rooms_on(self, worker: WorkerHandle) -> int:
         return sum(1 for w in self.rooms.values() if w is worker)
 
@@ -447,139 +442,3 @@ class Supervisor:
                 return await response.text() if response.status == 200 else ""
         except (aiohttp.ClientError, TimeoutError):
             return ""
-
-    def _target(self, request: web.Request) -> WorkerHandle | None:
-        parts = request.path.split("/")
-        if len(parts) > 3 and parts[1] == "admin" and parts[2] == "rooms":
-            found = self.rooms.get(parts[3])
-            return found if found is not None and found.ready else None
-        return self.place(None)
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        if request.method == "GET" and request.path == "/admin/rooms":
-            return await self._all_rooms(request)
-        parts = request.path.split("/")
-        if len(parts) > 3 and parts[1] == "admin" and parts[2] == "rooms":
-            spans = [w for w in self.spans.get(parts[3], []) if w.ready]
-            if len(spans) > 1:
-                return await self._forward_spread(request, parts[3], spans)
-        worker = self._target(request)
-        if worker is None:
-            if request.path.startswith("/admin/rooms/"):
-                return web.json_response(
-                    {"error": "unknown_room", "message": "no such room"}, status=404
-                )
-            return web.json_response(
-                {"error": "unavailable", "message": "no worker runs"}, status=503
-            )
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["X-Forwarded-For"] = client_address(request, self.config)
-        headers[PROXY_HEADER] = self.token
-        body = await request.read()
-        url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
-        try:
-            async with self.http.request(
-                request.method,
-                url,
-                headers=headers,
-                data=body,
-                timeout=PROXY_TIMEOUT,
-                allow_redirects=False,
-            ) as answer:
-                payload = await answer.read()
-                kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-                return web.Response(status=answer.status, body=payload, headers=kept)
-        except (aiohttp.ClientError, TimeoutError):
-            return web.json_response(
-                {"error": "unavailable", "message": "the worker did not answer"}, status=502
-            )
-
-    async def _forward_spread(
-        self, request: web.Request, room: str, workers: list[WorkerHandle]
-    ) -> web.Response:
-        """An admin request about a room spread over several workers goes to each of them:
-        a room's detail merges their peers; kicking a peer succeeds where the peer is, and so
-        does reading or stopping the recording. Starting a recording goes to the share with
-        the most connections only: every share holds every producer of the room (its own and
-        those piped in), so one recording has them all. Other actions (closing, layers) act
-        on every share, and the first refusal is the answer."""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        body = await request.read()
-        about_recording = request.path == f"/admin/rooms/{room}/recording"
-        if about_recording and request.method == "POST":
-            workers = [max(workers, key=lambda w: (self._on_worker[(room, w.index)], -w.index))]
-        answers: list[tuple[WorkerHandle, int, Any]] = []
-        for worker in workers:
-            url = f"http://127.0.0.1:{worker.http_port}{request.path_qs}"
-            try:
-                async with self.http.request(
-                    request.method, url, headers=headers, data=body, timeout=PROXY_TIMEOUT
-                ) as answer:
-                    found = await answer.json(content_type=None)
-                    if not isinstance(found, dict):
-                        found = {"value": found}
-                    answers.append((worker, answer.status, found))
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                answers.append(
-                    (
-                        worker,
-                        502,
-                        {
-                            "error": "unavailable",
-                            "message": f"worker {worker.index} did not answer",
-                        },
-                    )
-                )
-        ok = [(w, status, found) for w, status, found in answers if 200 <= status < 300]
-        on_one_share = "/peers/" in request.path or about_recording
-        if on_one_share and ok:
-            return web.json_response(ok[0][2], status=ok[0][1])
-        refused = [(status, found) for _, status, found in answers if not 200 <= status < 300]
-        if refused and not on_one_share:
-            return web.json_response(refused[0][1], status=refused[0][0])
-        if on_one_share:
-            return web.json_response(refused[-1][1], status=refused[-1][0])
-        if request.method == "GET" and request.path == f"/admin/rooms/{room}":
-            peers = [
-                {**peer, "worker": w.index} for w, _, found in ok for peer in found.get("peers", [])
-            ]
-            recording = next((f.get("recording") for _, _, f in ok if f.get("recording")), None)
-            return web.json_response(
-                {
-                    "id": room,
-                    "workers": [w.index for w, _, _ in ok],
-                    "peers": peers,
-                    "recording": recording,
-                }
-            )
-        return web.json_response(
-            {"workers": [{"worker": w.index, **found} for w, _, found in ok]}, status=ok[0][1]
-        )
-
-    async def _all_rooms(self, request: web.Request) -> web.Response:
-        auth = {"Authorization": request.headers.get("Authorization", "")}
-        rooms: list[Any] = []
-        for worker in [w for w in self.workers if w.ready]:
-            try:
-                found = await self._rooms_of(worker, auth)
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                return web.json_response(
-                    {"error": "unavailable", "message": f"worker {worker.index} did not answer"},
-                    status=502,
-                )
-            if isinstance(found, web.Response):
-                return found
-            rooms += [{**room, "worker": worker.index} for room in found.get("rooms", [])]
-        return web.json_response({"rooms": rooms})
-
-    async def _rooms_of(
-        self, worker: WorkerHandle, auth: dict[str, str]
-    ) -> dict[str, Any] | web.Response:
-        url = f"http://127.0.0.1:{worker.http_port}/admin/rooms"
-        async with self.http.get(url, headers=auth, timeout=PROXY_TIMEOUT) as answer:
-            if answer.status != 200:
-                return web.Response(
-                    status=answer.status, body=await answer.read(), content_type=answer.content_type
-                )
-            found: dict[str, Any] = await answer.json()
-        return found
