@@ -17,7 +17,7 @@ class MediaConfig:
     rtc_port: int = 0  # UDP port of the first worker (0: any free port)
     workers: int = 1
     max_incoming_bitrate: int = 3_000_000  # REMB sent to publishers, bit/s
-    ice_timeout: float = 30.0
+    ice_timeout: float = 30.0  # seconds from a transport's negotiation to its ICE connection
     consent_timeout: float = 30.0
     max_peers_per_room: int = 50
     max_rooms: int = 1000

@@ -65,7 +65,7 @@ class WebRtcTransport(Transport):
         self._sctp_adapter: SctpDtlsAdapter | None = None
         self.want_sctp = False
         self.close_reason: str | None = None
-        self._created = time.monotonic()
+        self._negotiated: float | None = None  # when the remote description came
         self._last_consent: float | None = None
         self.bindings = 0
         self.worker.register_ice(self)
@@ -113,6 +113,7 @@ class WebRtcTransport(Transport):
                 )
             return
         self.remote = remote
+        self._negotiated = time.monotonic()
         if local_setup == "actpass":
             role = DtlsRole.SERVER if remote.setup == "active" else DtlsRole.CLIENT
         else:
@@ -217,7 +218,10 @@ class WebRtcTransport(Transport):
         if self.closed:
             return
         if self.ice_state != "connected":
-            if now - self._created > self.ice_timeout:
+            # from the negotiation on: a transport nobody negotiated (a peer that only
+            # subscribes never offers on its send transport) waits, costing no more than an
+            # ICE credential
+            if self._negotiated is not None and now - self._negotiated > self.ice_timeout:
                 self.worker.count_ice_failure("timeout")
                 self.close(reason=f"no ICE connectivity within {self.ice_timeout:.0f} s")
         elif self._last_consent is not None and now - self._last_consent > self.consent_timeout:

@@ -199,12 +199,25 @@ def test_ice_timeout_and_consent_expiry_close_transports() -> None:
         server = await started_server(media=media)
         try:
             worker = server.workers[0]
-            # a peer that joins but never does ICE: its transport closes and the peer leaves
+            # a peer that joins and negotiates nothing (it only listens, or waits to publish)
+            # stays: a transport nobody negotiated has no ICE to wait for
             silent = BenchPeer(ws_url(server), "r1")
             await silent.join(auto_subscribe=False)
             room = server.rooms["r1"]
+            await asyncio.sleep(2.5)
+            assert silent.peer_id in room.peers and worker.ice_failures["timeout"] == 0
+            # once it offers to publish, ICE must follow within ice_timeout: it never does,
+            # so the transport closes and the peer leaves
+            ufrag, pwd = "abcd", "0123456789abcdef01234567"
+            lines = [
+                "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0",
+                "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendonly",
+                "a=rtcp-mux", "a=rtpmap:96 VP8/90000", f"a=ssrc:{SSRC} cname:silent",
+                *silent._local_description(ufrag, pwd, "actpass"),
+            ]  # fmt: skip
+            await silent.request("publish", {"sdp": "\r\n".join(lines) + "\r\n"})
             await wait_for(lambda: not room.peers, 4, "the silent peer to be dropped")
-            assert worker.ice_failures["timeout"] >= 1
+            assert worker.ice_failures["timeout"] == 1
             await silent.close()
             # a connected peer whose consent checks stop
             pub = BenchPeer(ws_url(server), "r2")
