@@ -96,6 +96,8 @@ bench: build
 	$(PY) -m bench.server_bench --subscribers 1,10,50,100 --seconds 5 --json .benchmarks/server.json
 	$(PY) -m bench.recording_bench --subscribers 1,10 --seconds 8 --rounds 6 --json .benchmarks/recording.json
 	$(PY) -m bench.loadgen --rooms 2 --publishers 1 --ramp 1,5,10,20 --seconds 5 --no-progress --json .benchmarks/loadgen.json --plot .benchmarks/loadgen.png
+	$(PY) -m bench.saturation --processes 1,2 --json .benchmarks/saturation.json
+	$(PY) -m bench.pipe_bench --packets 3000
 
 # Build the extension with AddressSanitizer, run the suite once, then rebuild it normally.
 asan-test: install
