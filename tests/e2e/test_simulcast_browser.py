@@ -1,16 +1,22 @@
 """Simulcast end to end: headless Chromium publishes 1280x720 with three RID layers (the browser
 SDK's ``publish(stream, {simulcast: true})``); aiortc subscribers choose layers and decode
-frames of the matching width; a subscriber switches layer without a freeze."""
+frames of the matching width; a subscriber switches layer without a freeze; the same across
+two worker processes, the layers carried by a pipe."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+import aiohttp
+from playwright.async_api import async_playwright
 from sfu_support import DecodeErrors, FrameCounter, wait_for
-from test_browser import harness, run
+from test_browser import CHROMIUM, CHROMIUM_ARGS, JOIN_JS, harness, run
 
 from mediasrv.client import Client
+from mediasrv.config import ServerConfig
+from mediasrv.supervisor import Supervisor
 
 PUBLISH_SIMULCAST_JS = """
 async () => {
@@ -190,5 +196,81 @@ def test_a_layer_nobody_receives_is_paused_at_the_publisher_and_resumed_on_deman
             finally:
                 await counter.close()
                 await client.close()
+
+    run(body)
+
+
+def test_layers_cross_from_one_worker_process_to_subscribers_on_another() -> None:
+    """room_spread_at=1 behind the supervisor: Chromium publishes on one worker, the three
+    subscribers land on the other; each decodes the width of the layer it asks for, all three
+    layers having crossed the pipe between the two processes."""
+
+    admin = "simulcast-admin-token-0123"
+
+    async def body() -> None:
+        config = ServerConfig(port=0, processes=2, room_spread_at=1, admin_token=admin,
+                              drain_timeout=1.0)  # fmt: skip
+        sup = Supervisor(config)
+        await sup.start()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(sup.close)
+            assert sup.http_address is not None
+            http_url = f"http://127.0.0.1:{sup.http_address[1]}"
+            playwright = await stack.enter_async_context(async_playwright())
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=15_000
+            )
+            stack.push_async_callback(browser.close)
+            page = await browser.new_page()
+            await page.goto(http_url + "/healthz")
+            joined = await page.evaluate(
+                JOIN_JS, {"url": http_url, "room": "wide", "name": "pub", "publish": False}
+            )
+            await page.evaluate(PUBLISH_SIMULCAST_JS)
+            publisher_worker = sup.rooms["wide"]
+            url = http_url.replace("http://", "ws://") + "/ws"
+            clients = []
+            for _ in WIDTHS:
+                client = await Client.connect(url, token="t", room="wide")
+                stack.push_async_callback(client.close)
+                clients.append(client)
+            assert len(sup.spans["wide"]) == 2 and sup.rooms["wide"] is not publisher_worker
+            counters = [FrameCounter(c) for c in clients]
+            for counter in counters:
+                stack.push_async_callback(counter.close)
+            await wait_for(lambda: all(c.infos for c in counters), 15, "the piped tracks")
+            assert all(c.infos[0]["peerId"] == joined["peerId"] for c in counters)
+            # each starts on the top layer, as it would on the publisher's own worker
+            await wait_for(
+                lambda: all(c.last_size is not None and c.last_size[0] == 1280 for c in counters),
+                20,
+                "the top layer at every subscriber",
+            )
+
+            async def what_the_server_saw() -> object:
+                headers = {"Authorization": f"Bearer {admin}"}
+                async with (
+                    aiohttp.ClientSession(headers=headers) as http,
+                    http.get(f"{http_url}/admin/rooms/wide") as answer,
+                ):
+                    return await answer.json()
+
+            with DecodeErrors() as errors:
+                for layer, (client, counter) in enumerate(zip(clients, counters, strict=True)):
+                    await client.set_preferred_layer(counter.infos[0]["consumerId"], layer)
+                try:
+                    await wait_for(
+                        lambda: all(
+                            c.last_size is not None and c.last_size[0] == w
+                            for c, w in zip(counters, WIDTHS, strict=True)
+                        ),
+                        20,
+                        "each subscriber decoding its layer's width",
+                    )
+                except AssertionError as failed:
+                    sizes = [c.last_size for c in counters]
+                    seen = await what_the_server_saw()
+                    raise AssertionError(f"{failed}: {sizes}; {seen}") from None
+            assert errors.count == 0, f"{errors.count} decoder errors"
 
     run(body)
