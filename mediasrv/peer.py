@@ -241,6 +241,7 @@ class Peer(Emitter):
         if self.recv_transport is None:
             self.recv_transport = self.room.router.create_webrtc_transport(enable_sctp=False)
             self.recv_transport.on("close", self._transport_closed)
+            self.recv_transport.offered()  # made to offer on: its ICE timeout runs now
         return self.recv_transport
 
     def can_receive(self, producer: Producer) -> bool:

@@ -96,6 +96,12 @@ class WebRtcTransport(Transport):
             self.worker.port,
         )
 
+    def offered(self) -> None:
+        """The server has offered on this transport (a receive transport): ICE must follow
+        within ice_timeout from the first offer, answered or not."""
+        if self._negotiated is None:
+            self._negotiated = time.monotonic()
+
     def set_remote(self, remote: RemoteParameters, *, local_setup: str) -> None:
         """The peer's ICE and DTLS parameters; local_setup is what our description said."""
         if self.closed:
@@ -113,7 +119,7 @@ class WebRtcTransport(Transport):
                 )
             return
         self.remote = remote
-        self._negotiated = time.monotonic()
+        self.offered()  # a remote offer or answer: the negotiation has begun either way
         if local_setup == "actpass":
             role = DtlsRole.SERVER if remote.setup == "active" else DtlsRole.CLIENT
         else:

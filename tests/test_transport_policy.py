@@ -219,14 +219,28 @@ def test_ice_timeout_and_consent_expiry_close_transports() -> None:
             await wait_for(lambda: not room.peers, 4, "the silent peer to be dropped")
             assert worker.ice_failures["timeout"] == 1
             await silent.close()
+            # a subscriber that never answers the server's offer: its receive transport was
+            # offered, so ICE must follow within ice_timeout; it never does
+            source = BenchPeer(ws_url(server), "r3")
+            await source.join(auto_subscribe=False)
+            await source.publish_video(SSRC)
+            deaf = BenchPeer(ws_url(server), "r3")
+            await deaf.join(auto_subscribe=True)
+            room3 = server.rooms["r3"]
+            assert deaf.peer_id in room3.peers
+            await wait_for(lambda: deaf.peer_id not in room3.peers, 4, "the deaf peer dropped")
+            assert worker.ice_failures["timeout"] == 2
+            await deaf.close()
+            await source.close()
             # a connected peer whose consent checks stop
+            expired = worker.ice_failures["consent_expired"]
             pub = BenchPeer(ws_url(server), "r2")
             await pub.join(auto_subscribe=False)
             link = await pub.publish_video(SSRC)
             link.stop_consent()
             room2 = server.rooms["r2"]
             await wait_for(lambda: not room2.peers, 5, "consent to expire")
-            assert worker.ice_failures["consent_expired"] == 1
+            assert worker.ice_failures["consent_expired"] == expired + 1
             await pub.close()
         finally:
             await server.close()
