@@ -69,7 +69,7 @@ class SignalRelay:
         room = joining[1] if joining else None
         worker, remote = await self.supervisor.route(room, relayed)
         if remote is not None and room is not None:
-            if await self._connect_remote(remote[1]):
+            if await self._connect_remote(*remote):
                 self.remote_node = remote[0]
                 self.rooms.add(room)
                 await self._pump(first.data, None)
@@ -110,14 +110,13 @@ class SignalRelay:
             for joined in self.rooms:
                 self.supervisor.room_left(joined, worker, generation)
 
-    async def _connect_remote(self, url: str) -> bool:
+    async def _connect_remote(self, node: str, url: str) -> bool:
         """Open the upstream to the node that serves the room."""
+        proof = make_proof(self.supervisor.config.cluster.secret, self.supervisor.node_id, node)
         try:
             self.upstream = await self.supervisor.http.ws_connect(
                 url,
-                headers={"X-Forwarded-For": self.remote,
-                         RELAYED_HEADER: make_proof(self.supervisor.config.cluster.secret,
-                                                    self.supervisor.node_id)},
+                headers={"X-Forwarded-For": self.remote, RELAYED_HEADER: proof},
                 max_msg_size=self.supervisor.config.max_message_size,
                 heartbeat=20.0,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),

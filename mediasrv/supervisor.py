@@ -40,7 +40,7 @@ from mediasrv.config import ServerConfig
 from mediasrv.http_app import client_sdk
 from mediasrv.http_json import bearer_ok
 from mediasrv.relay_proof import HEADER as RELAYED_HEADER
-from mediasrv.relay_proof import check_proof
+from mediasrv.relay_proof import RelayProofs
 from mediasrv.signal_relay import SignalRelay
 from mediasrv.signaling import client_address
 from mediasrv.supervisor_metrics import SupervisorCollector, WorkersCollector
@@ -82,6 +82,7 @@ class Supervisor:
         self.node_id = ""
         self.remote_relays: set[SignalRelay] = set()  # relayed to other nodes of the cluster
         self.forged_relays = 0  # connections claiming to be relayed, without a valid proof
+        self.relay_proofs: RelayProofs | None = None  # with a cluster
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = CollectorRegistry(auto_describe=False)
         self.metrics.register(SupervisorCollector(self))
@@ -124,6 +125,7 @@ class Supervisor:
         if cluster.enabled:
             url = cluster.public_url or f"ws://{self.config.host}:{port}/ws"
             self.directory = ClusterDirectory(cluster, self.node_id, url)
+            self.relay_proofs = RelayProofs(cluster.secret, self.node_id)
             await self.directory.start()
             log.info("cluster: node %s at %s", self.node_id, url)
 
@@ -379,7 +381,7 @@ class Supervisor:
         value = request.headers.get(RELAYED_HEADER)
         if value is None:
             return False
-        if self.directory is not None and check_proof(self.config.cluster.secret, value):
+        if self.relay_proofs is not None and self.relay_proofs.check(value):
             return True
         self.forged_relays += 1
         log.warning("a connection from %s claims to be relayed by a node without a valid "

@@ -166,6 +166,9 @@ def test_peers_of_one_room_on_two_nodes(redis_url: str, run: Any) -> None:
             assert "mediasrv_supervisor_relayed_to_nodes 1.0" in metrics
             assert re.search(r"^mediasrv_cluster_heartbeats_total [1-9]", metrics, re.M)
             assert "mediasrv_cluster_directory_errors_total 0.0" in metrics
+            # the relayed connection's proof was accepted by the room's node
+            received = await asyncio.to_thread(n1.text, "/metrics")
+            assert "mediasrv_cluster_relay_proofs_refused_total 0.0" in received
 
     run(asyncio.wait_for(scenario(), LIMIT))
 
@@ -181,7 +184,7 @@ def test_a_forged_relay_header_does_not_take_a_room_over(redis_url: str, run: An
             stack.push_async_callback(publisher.close)
             directory = redis.Redis.from_url(redis_url, decode_responses=True)
             assert directory.get("mediasrv:room:shared") == "n1"
-            forged = ["n1", make_proof("another-secret-0123456789", "n1")]
+            forged = ["n1", make_proof("another-secret-0123456789", "n1", "n2")]
             async with aiohttp.ClientSession() as http:
                 for value in forged:
                     async with http.ws_connect(n2.url, headers={RELAYED: value}) as ws:
