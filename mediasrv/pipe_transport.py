@@ -31,6 +31,7 @@ there is one pipe transport on each side; every producer piped between them goes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mediasrv.consumer import LayerConsumer
@@ -65,6 +66,8 @@ class PipeTransport(PlainRtpTransport):
         self._layers_due: dict[str, dict[int, tuple[int, int]]] = {}
         # the layers the other side's copy wants (set_layers_wanted), by producer id
         self._wanted: dict[str, list[bool]] = {}
+        # the listeners on each sent producer, removed when it stops being sent
+        self._listening: dict[str, list[tuple[Producer, str, Callable[..., None]]]] = {}
 
     def router_of(self, producer: Producer) -> Router:
         return self._rooms.get(producer.id, self.router)
@@ -96,7 +99,7 @@ class PipeTransport(PlainRtpTransport):
             "appData": {k: v for k, v in producer.app_data.items() if k == "peerId"},
         }
         self._sent[producer.id] = []
-        producer.once("close", lambda: self._forget_sent(producer.id))
+        self._listen(producer, "close", lambda: self._forget_sent(producer.id))
         if producer.simulcast:
             layers = self._send_layers(producer)
             offer["rids"] = list(producer.rids)
@@ -124,15 +127,22 @@ class PipeTransport(PlainRtpTransport):
         for layer in sorted(producer.layers):
             self._start_layer(producer, layer)
         if self._layers_due.get(producer.id):
-            producer.on("layer", lambda layer, _stream: self._start_layer(producer, layer))
+            self._listen(producer, "layer", lambda layer, _s: self._start_layer(producer, layer))
         return pairs
+
+    def _listen(self, producer: Producer, event: str, listener: Callable[..., None]) -> None:
+        producer.on(event, listener)
+        self._listening.setdefault(producer.id, []).append((producer, event, listener))
 
     def _start_layer(self, producer: Producer, layer: int) -> None:
         due = self._layers_due.get(producer.id, {})
         pair = due.pop(layer, None)
-        if pair is None or self.closed or producer.closed:
+        if pair is None:
             return
         ssrc, rtx = pair
+        if self.closed or producer.closed:
+            self.worker.release_ssrcs(ssrc, rtx)
+            return
         consumer = LayerConsumer(producer, self, layer=layer, ssrc=ssrc, rtx_ssrc=rtx,
                                  app_data={"pipe": True, "layer": layer})  # fmt: skip
         wanted = self._wanted.get(producer.id)
@@ -183,9 +193,16 @@ class PipeTransport(PlainRtpTransport):
     def _forget_sent(self, producer_id: str) -> None:
         self._sent.pop(producer_id, None)
         self._wanted.pop(producer_id, None)
+        for producer, event, listener in self._listening.pop(producer_id, []):
+            producer.remove_listener(event, listener)
         due = self._layers_due.pop(producer_id, {})
         for ssrc, rtx in due.values():
             self.worker.release_ssrcs(ssrc, rtx)
+
+    def close(self) -> None:
+        for producer_id in list(self._sent):
+            self._forget_sent(producer_id)  # its consumers close with the transport
+        super().close()
 
     # ---- the receiving side ----
 
@@ -201,8 +218,10 @@ class PipeTransport(PlainRtpTransport):
             raise ValueError("the router is on another worker than the pipe")
         if target.closed:
             raise RuntimeError("the router is closed")
-        ssrcs = [o["ssrc"]] + [layer["ssrc"] for layer in o.get("layers", [])[1:]]
-        if any(ssrc in self._producers_by_ssrc for ssrc in ssrcs):
+        streams = o.get("layers") or [{"ssrc": o["ssrc"], "rtxSsrc": o["rtxSsrc"]}]
+        taken = {s for p in self.producers.values() for x in p.layers.values()
+                 for s in (x.ssrc, x.rtx_ssrc) if s}  # fmt: skip
+        if any(s in taken for layer in streams for s in (layer["ssrc"], layer["rtxSsrc"])):
             raise PipeError("pipe offer: an ssrc of it is already received on this pipe")
         self._target = target
         try:
@@ -272,6 +291,8 @@ def check_offer(offer: object) -> dict[str, Any]:
     if not isinstance(offer["appData"], dict):
         raise PipeError("pipe offer: appData must be an object")
     if "rids" in offer or "layers" in offer:
+        if offer["kind"] != "video":
+            raise PipeError("pipe offer: only video has simulcast layers (rids)")
         _check_layers(offer)
     return dict(offer)
 

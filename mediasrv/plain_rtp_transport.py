@@ -85,6 +85,9 @@ class PlainRtpTransport(Transport):
         host, port = remote
         if not isinstance(host, str) or not isinstance(port, int) or not 0 < port <= 65535:
             raise ValueError(f"remote must be (host, port), got {remote!r}")
+        if self._srtp_suite is not None and self.remote_address is not None:
+            # new sessions with the same key would start its counters again: nonces reused
+            raise RuntimeError("an SRTP transport connects once (make a new one to reconnect)")
         if self._srtp_suite is None:
             if srtp_parameters is not None:
                 raise ValueError("this transport was made without SRTP: srtp_parameters unused")

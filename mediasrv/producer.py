@@ -218,8 +218,14 @@ class Producer(Emitter):
         joins later, not a recording, not a pipe to another worker."""
         if self.kind != "video":
             return
+        now_ms = time.monotonic() * 1000
         for layer, stream in self.layers.items():
-            if stream.packets and not stream.keyframes:
+            if not stream.packets or stream.keyframes:
+                continue
+            # not a layer that went quiet (paused, here or by the publisher) before its first
+            # keyframe: it is asked again when it comes back and a consumer waits for it
+            paused = bool(self.rids) and not self.layers_active[layer]
+            if now_ms - stream.last_packet_ms < 2000 and not paused:
                 self.request_keyframe(layer=layer)
 
     def stats(self) -> dict[str, Any]:

@@ -142,17 +142,23 @@ class RoomLinks:
         if producer.id in pipe.sent_ids():
             return  # linked again (a share that emptied and came back): it still goes there
         offer = pipe.send(producer)
-        self.sending.setdefault((room.id, udp), []).append((pipe, producer.id))
+        sending = self.sending.setdefault((room.id, udp), [])
+        sending.append((pipe, producer.id))
         worker = room.router.worker
         url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped"
         body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
         try:
             async with self.http.post(url, json=body, headers=self._headers()) as answer:
-                if answer.status != 200:
-                    log.warning("room %s: worker at %s refused a piped producer: %s",
-                                room.id, udp, await answer.text())  # fmt: skip
+                if answer.status == 200:
+                    return
+                log.warning("room %s: worker at %s refused a piped producer: %s",
+                            room.id, udp, await answer.text())  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: cannot pipe to %s: %s", room.id, udp, type(exc).__name__)
+        # nobody receives it there: stop sending (a later link offers it again)
+        pipe.stop(producer.id)
+        if (pipe, producer.id) in sending:
+            sending.remove((pipe, producer.id))
 
     async def _peer(self, room: Room, **change: Any) -> None:
         for udp, http_port in list(self.links.get(room.id, {}).items()):

@@ -190,9 +190,13 @@ def test_a_simulcast_producer_crosses_with_every_layer(run: Any) -> None:
             await wait_for(lambda: LAYER_SSRCS[0] in plis(), 3, "the PLI at the publisher")
             assert LAYER_SSRCS[2] not in plis()
 
-            # stopping the pipe's copy of the producer ends its three streams
+            # stopping the pipe's copy of the producer ends its three streams, and the pipe
+            # no longer listens to the producer
+            listening = len(produced.listeners("close"))
             assert out.stop(produced.id) == 3
             assert not out.sent(produced) and not out.consumers
+            assert len(produced.listeners("close")) == listening - 1
+            assert not produced.listeners("layer")
 
     run(asyncio.wait_for(scenario(), LIMIT))
 
@@ -264,6 +268,13 @@ def test_srtp_parameters_are_checked_without_showing_the_key() -> None:
             assert cm.remote_address is None and not cm.connected
             with pytest.raises(ValueError, match="made without SRTP"):
                 plain.connect(where, srtp_parameters=cm.srtp_parameters)
+            # connected once; again would restart the SRTP counters under the same keys
+            other = router.create_pipe_transport(srtp="AES_CM_128_HMAC_SHA1_80")
+            cm.connect(where, srtp_parameters=other.srtp_parameters)
+            assert cm.connected
+            with pytest.raises(RuntimeError, match="connects once"):
+                cm.connect(("127.0.0.1", 40002), srtp_parameters=other.srtp_parameters)
+            assert cm.remote_address == where
 
     asyncio.run(scenario())
 
@@ -295,6 +306,7 @@ def test_a_malformed_pipe_offer_is_refused_precisely() -> None:
         ({"layers": [first, {"ssrc": 1234, "rtxSsrc": 7}]}, r"layers\[1\] repeats"),
         ({"layers": [first, {"ssrc": 9}]}, r"layers\[1\] must be \{ssrc, rtxSsrc\}"),
         ({"layers": [second, first]}, r"layers\[0\] must be the offer's own"),
+        ({"kind": "audio", "mimeType": "audio/opus"}, "only video has simulcast layers"),
     )
     for change, message in bad_layers:
         with pytest.raises(PipeError, match=message):
