@@ -45,6 +45,8 @@ class Room(Emitter):
         self.router = router
         self.peers: dict[str, Peer] = {}
         self.recording: Recording | None = None  # the one running, or the last one
+        # a spread room's recording running on another worker (RoomLinks tells): its info
+        self.remote_recording: dict[str, Any] | None = None
         # peers of this room on other worker processes (a spread room): id -> info, "via"
         self.remote_peers: dict[str, dict[str, Any]] = {}
         self.closed = False
@@ -129,9 +131,15 @@ class Room(Emitter):
             raise RecordingError("room_closed", f"room {self.id!r} is closed")
         if self.recording_active:
             raise RecordingError("already_recording", f"room {self.id!r} is being recorded")
+        if self.remote_recording is not None and self.remote_recording.get("recording"):
+            raise RecordingError(
+                "already_recording", f"room {self.id!r} is being recorded on another worker"
+            )
         producers = list(self.router.producers.values())
         if producer_ids is not None:
-            known = {p.id: p for p in producers}
+            # a producer piped from another worker answers to its own id there too
+            known = {p.app_data.get("pipedFrom", p.id): p for p in producers}
+            known.update({p.id: p for p in producers})
             unknown = [i for i in producer_ids if i not in known]
             if unknown:
                 raise RecordingError("unknown_producer", f"no producer {unknown[0]!r} in this room")
@@ -197,6 +205,22 @@ class Room(Emitter):
         if self.recording is None:
             return
         info = self.recording.info()
+        for peer in list(self.peers.values()):
+            peer.notify("recordingState", info)
+        self.emit("recordingstate", info)  # a spread room's other workers tell their peers
+
+    def recording_state(self) -> dict[str, Any] | None:
+        """The room's recording as its peers see it: this worker's, else (a spread room) the
+        one another worker runs, or None."""
+        remote = self.remote_recording
+        if self.recording is not None and (self.recording.active or not remote):
+            return self.recording.info()
+        return remote
+
+    def remote_recording_changed(self, info: dict[str, Any]) -> None:
+        """Another worker of this spread room records it (or stopped): its peers here are
+        told as those over there are."""
+        self.remote_recording = info
         for peer in list(self.peers.values()):
             peer.notify("recordingState", info)
 

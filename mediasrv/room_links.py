@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mediasrv.links")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 MAX_LINKS_PER_ROOM = 64
+RECORDING_KEYS = ("recording", "id", "producers", "startedAt", "stoppedAt", "reason")
 
 
 def pipe_address(value: object) -> tuple[str, int]:
@@ -81,8 +82,11 @@ class RoomLinks:
             room.on("close", lambda: self._forget(room_id, worker))
             room.on("peerjoined", lambda peer: spawn(self._peer(room, joined=peer.info()), "peer"))
             room.on("peerleft", lambda peer: spawn(self._peer(room, left=peer.id), "peer"))
+            room.on("recordingstate", lambda info: self._recording_state(room, info))
         for peer in list(room.peers.values()):
             await self._tell(room, udp, http_port, {"joined": peer.info()})
+        if room.recording_active and room.recording is not None:
+            await self._post_recording(room.id, http_port, room.recording.info())
         own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
         for producer in own:
             await self._send(room, producer, udp, http_port)
@@ -176,6 +180,22 @@ class RoomLinks:
                 pass
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: cannot tell %s of a peer: %s", room.id, udp, type(exc).__name__)
+
+    def _recording_state(self, room: Room, info: dict[str, Any]) -> None:
+        """The room's recording here started, changed or stopped: the linked workers' peers
+        are told (the targets taken now: a stop as the room closes comes before its links
+        go)."""
+        for http_port in list(self.links.get(room.id, {}).values()):
+            spawn(self._post_recording(room.id, http_port, info), "recording state")
+
+    async def _post_recording(self, room_id: str, http_port: int, info: dict[str, Any]) -> None:
+        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room_id}/recording"
+        try:
+            async with self.http.post(url, json={"info": info}, headers=self._headers()):
+                pass
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("room %s: cannot tell a worker of the recording: %s", room_id,
+                        type(exc).__name__)  # fmt: skip
 
     async def _closed(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
@@ -312,6 +332,17 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
             return error(404, "not_found", str(missing))
         return web.json_response({"changed": changed})
 
+    async def recording(request: web.Request) -> web.Response:
+        body = await read_object(request)
+        info = body.get("info")
+        if not isinstance(info, dict) or not isinstance(info.get("recording"), bool):
+            raise BadRequest("info must be a recording's info ({recording: bool, ...})")
+        room = server.rooms.get(request.match_info["room"])
+        if room is None:
+            return error(404, "unknown_room", "no share of that room here")
+        room.remote_recording_changed({k: info.get(k) for k in RECORDING_KEYS})
+        return web.json_response({"peers": len(room.peers)})
+
     async def unpipe(request: web.Request) -> web.Response:
         closed = links.unpipe(request.match_info["room"], request.match_info["producer"])
         return web.json_response({"closed": closed})
@@ -322,5 +353,6 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         web.post("/internal/rooms/{room}/unlink", guarded(unlink)),
         web.post("/internal/rooms/{room}/peers", guarded(peers)),
         web.post("/internal/rooms/{room}/piped/{producer}/layers", guarded(layers)),
+        web.post("/internal/rooms/{room}/recording", guarded(recording)),
         web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
     ]

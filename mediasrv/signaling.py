@@ -286,12 +286,13 @@ class SignalingSession:
         logs.room_id.set(room.id)  # every line logged for this connection names them
         logs.peer_id.set(peer.id)
         log.info("peer joined from %s (%d in the room)", self.remote, len(room.peers))
+        recording = room.recording_state()
         return {
             "peerId": peer.id,
             "room": room.id,
             "self": peer.info(),
             "peers": room.peer_infos(but=peer),
-            "recording": room.recording.info() if room.recording_active else None,  # type: ignore[union-attr]
+            "recording": recording if recording and recording.get("recording") else None,
         }
 
     async def _m_publish(self, params: dict[str, Any]) -> dict[str, Any]:

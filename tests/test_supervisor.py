@@ -469,6 +469,15 @@ def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
                     assert answer.status == 201, await answer.text()
                     started = await answer.json()
                 assert started["recording"] is True
+                # the peers of both workers are told, and so is one joining later
+                await wait_for(lambda: bool(publisher.recording and watcher.recording), 5.0,
+                               "recordingState on both workers")  # fmt: skip
+                late = await Client.connect(url(sup), token="t", room="big", display_name="l")
+                stack.push_async_callback(late.close)
+                assert late.recording is not None and late.recording["id"] == started["id"]
+                # one recording at a time, whichever worker a second request reaches
+                async with http.post(where, json={}) as answer:
+                    assert answer.status == 409, await answer.text()
                 await asyncio.sleep(4.0)
                 async with http.get(where) as answer:
                     assert answer.status == 200
@@ -480,11 +489,29 @@ def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
                 assert all(j["packets"] > 0 for j in live["journals"])
                 async with http.delete(where) as answer:
                     assert answer.status == 200
-            recordings = [d for d in (tmp_path / "big").iterdir() if d.is_dir()]
-            assert [d.name for d in recordings] == [started["id"]]  # one, not one per worker
+                await wait_for(lambda: not (publisher.recording or watcher.recording), 5.0,
+                               "the stop told on both workers")  # fmt: skip
+                # producers are named by the ids their publishers know, wherever it records
+                async with http.get(f"{base(sup)}/admin/rooms/big") as answer:
+                    detail = await answer.json()
+                watcher_video = next(
+                    p["id"]
+                    for peer in detail["peers"]
+                    if peer["id"] == watcher.peer_id
+                    for p in peer["stats"]["producers"]
+                )
+                async with http.post(where, json={"producerIds": [watcher_video]}) as answer:
+                    assert answer.status == 201, await answer.text()
+                    only = await answer.json()
+                async with http.delete(where) as answer:
+                    assert answer.status == 200
+                assert len(only["producers"]) == 1
+            recordings = sorted(d.name for d in (tmp_path / "big").iterdir() if d.is_dir())
+            assert recordings == sorted([started["id"], only["id"]])  # not one per worker
+            recordings_dir = tmp_path / "big" / started["id"]
             output = tmp_path / "big.webm"
             command = [sys.executable, "-m", "mediasrv.recording.rec_cli", "--no-progress",
-                       "--room", str(recordings[0]), "-o", str(output)]  # fmt: skip
+                       "--room", str(recordings_dir), "-o", str(output)]  # fmt: skip
             done = await asyncio.to_thread(
                 subprocess.run, command, capture_output=True, text=True, timeout=120
             )
