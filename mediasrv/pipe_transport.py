@@ -66,6 +66,7 @@ class PipeTransport(PlainRtpTransport):
         self._layers_due: dict[str, dict[int, tuple[int, int]]] = {}
         # the layers the other side's copy wants (set_layers_wanted), by producer id
         self._wanted: dict[str, list[bool]] = {}
+        self._wanted_seq: dict[str, int] = {}
         # the listeners on each sent producer, removed when it stops being sent
         self._listening: dict[str, list[tuple[Producer, str, Callable[..., None]]]] = {}
 
@@ -152,13 +153,20 @@ class PipeTransport(PlainRtpTransport):
         consumer.start()
         self._sent[producer.id].append(consumer)
 
-    def set_layers_wanted(self, producer_id: str, active: list[bool]) -> int:
+    def set_layers_wanted(
+        self, producer_id: str, active: list[bool], *, seq: int | None = None
+    ) -> int:
         """The layers the other side's copy of a simulcast producer wants (its producer's
         ``layerswanted`` event: what its subscribers take): the streams of the other layers
         pause here, so that the publisher may stop encoding them, and resume when wanted
-        again. How many streams changed."""
+        again. ``seq`` numbers the messages: one not newer than the last is ignored. How many
+        streams changed."""
         if producer_id not in self._sent:
             raise ValueError("the producer is not sent on this pipe")
+        if seq is not None:  # numbered messages: one older than the last came late
+            if seq <= self._wanted_seq.get(producer_id, -1):
+                return 0
+            self._wanted_seq[producer_id] = seq
         self._wanted[producer_id] = list(active)
         changed = 0
         for consumer in self._sent[producer_id]:
@@ -193,6 +201,7 @@ class PipeTransport(PlainRtpTransport):
     def _forget_sent(self, producer_id: str) -> None:
         self._sent.pop(producer_id, None)
         self._wanted.pop(producer_id, None)
+        self._wanted_seq.pop(producer_id, None)
         for producer, event, listener in self._listening.pop(producer_id, []):
             producer.remove_listener(event, listener)
         due = self._layers_due.pop(producer_id, {})

@@ -9,6 +9,7 @@ supervisor links both ways; workers talk to each other over their internal loopb
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mediasrv.links")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 MAX_LINKS_PER_ROOM = 64
+LAYER_ATTEMPTS = 3  # tries of one "layers wanted" message
+LAYER_RETRY_DELAY = 1.0  # seconds
 RECORDING_KEYS = ("recording", "id", "producers", "startedAt", "stoppedAt", "reason")
 
 
@@ -49,6 +52,7 @@ class RoomLinks:
         # the producers each room pipes toward each linked worker, and the pipe of each
         self.sending: dict[tuple[str, tuple[str, int]], list[tuple[PipeTransport, str]]] = {}
         self._watched: set[str] = set()
+        self._layer_seq: dict[str, int] = {}  # piped producer id -> its last message's number
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -219,6 +223,7 @@ class RoomLinks:
         producer = pipe.receive(offer, router=room.router)
         producer.app_data["pipedVia"] = list(source)
         if producer.simulcast:
+            producer.once("close", lambda: self._layer_seq.pop(producer.id, None))
             producer.on(
                 "layerswanted",
                 lambda active: spawn(self._layers_wanted(room, producer, source, active), "layers"),
@@ -229,33 +234,44 @@ class RoomLinks:
         self, room: Room, producer: Producer, source: tuple[str, int], active: list[bool]
     ) -> None:
         """The layers this worker's peers want of a piped simulcast producer: the sending
-        worker pauses the others on its pipe, and its publisher may stop encoding them."""
-        http_port = self.links.get(room.id, {}).get(source)
-        if http_port is None or producer.closed:
-            return
+        worker pauses the others on its pipe, and its publisher may stop encoding them. The
+        event fires on changes only, so each message is numbered (the sender ignores an older
+        one arriving late) and tried again while it fails and nothing newer replaced it."""
+        seq = self._layer_seq[producer.id] = self._layer_seq.get(producer.id, 0) + 1
         worker = room.router.worker
-        url = (f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}"
-               f"/piped/{producer.app_data['pipedFrom']}/layers")  # fmt: skip
-        body = {"active": active, "to": [worker.config.listen_ip, worker.port]}
-        try:
-            async with self.http.post(url, json=body, headers=self._headers()):
-                pass
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("room %s: cannot tell %s of wanted layers: %s", room.id, source,
-                        type(exc).__name__)  # fmt: skip
+        path = f"/internal/rooms/{room.id}/piped/{producer.app_data['pipedFrom']}/layers"
+        body = {"active": active, "to": [worker.config.listen_ip, worker.port], "seq": seq}
+        for attempt in range(LAYER_ATTEMPTS):
+            http_port = self.links.get(room.id, {}).get(source)
+            if http_port is None or producer.closed or self._layer_seq.get(producer.id) != seq:
+                return
+            url = f"http://127.0.0.1:{http_port}{path}"
+            try:
+                async with self.http.post(url, json=body, headers=self._headers()) as answer:
+                    if answer.status < 500:
+                        return  # done, or refused for good (the pipe is gone)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("room %s: cannot tell %s of wanted layers (attempt %d): %s",
+                            room.id, source, attempt + 1, type(exc).__name__)  # fmt: skip
+            await asyncio.sleep(LAYER_RETRY_DELAY)
 
-    def layers_wanted(self, producer_id: str, to: tuple[str, int], active: object) -> int:
-        """The worker at ``to`` wants these layers of a producer piped to it from here."""
+    def layers_wanted(
+        self, producer_id: str, to: tuple[str, int], active: object, seq: object = None
+    ) -> int:
+        """The worker at ``to`` wants these layers of a producer piped to it from here
+        (``seq``: the message's number, an older one than the last is ignored)."""
         if (
             not isinstance(active, list)
             or not 0 < len(active) <= MAX_LAYERS
             or not all(isinstance(a, bool) for a in active)
         ):
             raise ValueError(f"active must be a list of 1..{MAX_LAYERS} booleans")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            raise ValueError("seq must be a non-negative integer")
         for worker in self.server.workers:
             pipe = worker.find_pipe(to)
             if pipe is not None and producer_id in pipe.sent_ids():
-                return pipe.set_layers_wanted(producer_id, active)
+                return pipe.set_layers_wanted(producer_id, active, seq=seq)
         raise LookupError("no pipe carries that producer to that worker")
 
     def unpipe(self, room_id: str, source_producer: str) -> bool:
@@ -327,7 +343,9 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         body = await read_object(request)
         try:
             to = pipe_address(body.get("to"))
-            changed = links.layers_wanted(request.match_info["producer"], to, body.get("active"))
+            changed = links.layers_wanted(
+                request.match_info["producer"], to, body.get("active"), body.get("seq")
+            )
         except LookupError as missing:
             return error(404, "not_found", str(missing))
         return web.json_response({"changed": changed})

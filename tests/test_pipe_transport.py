@@ -190,6 +190,18 @@ def test_a_simulcast_producer_crosses_with_every_layer(run: Any) -> None:
             await wait_for(lambda: LAYER_SSRCS[0] in plis(), 3, "the PLI at the publisher")
             assert LAYER_SSRCS[2] not in plis()
 
+            # the other side says which layers it wants; a message older than the last is
+            # ignored (they may cross on the way)
+            paused = {c.layer: c.paused for c in sent if isinstance(c, LayerConsumer)}
+            assert paused == {0: False, 1: False, 2: False}
+            assert out.set_layers_wanted(produced.id, [True, False, False], seq=2) == 2
+            assert out.set_layers_wanted(produced.id, [True, True, True], seq=1) == 0
+            paused = {c.layer: c.paused for c in sent if isinstance(c, LayerConsumer)}
+            assert paused == {0: False, 1: True, 2: True}
+            assert out.set_layers_wanted(produced.id, [True, True, False], seq=3) == 1
+            with pytest.raises(ValueError, match="not sent on this pipe"):
+                out.set_layers_wanted("nope", [True])
+
             # stopping the pipe's copy of the producer ends its three streams, and the pipe
             # no longer listens to the producer
             listening = len(produced.listeners("close"))
