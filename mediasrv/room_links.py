@@ -4,7 +4,14 @@ A linked room pipes every producer of its own peers to each linked worker (exist
 once, later ones when published) and closes them there when they close; producers piped in
 from other workers join the room like any other, so its peers subscribe to them. The
 supervisor links both ways; workers talk to each other over their internal loopback API
-(``/internal/...``, with the supervisor's per-run token).
+(``/internal/...``, with the supervisor's per-run token):
+
+- ``POST /internal/rooms/{room}/links`` (from the supervisor): pipe to that worker;
+- ``POST .../piped`` and ``DELETE .../piped/{producer}``: a producer piped in, or gone;
+- ``POST .../peers``: a peer joined or left over there;
+- ``POST .../piped/{producer}/layers``: the simulcast layers the other side's peers want;
+- ``POST .../recording``: the room's recording over there started, changed or stopped;
+- ``POST .../unlink``: that worker's share of the room is empty.
 """
 
 from __future__ import annotations
