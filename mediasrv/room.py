@@ -47,6 +47,7 @@ class Room(Emitter):
         self.recording: Recording | None = None  # the one running, or the last one
         # a spread room's recording running on another worker (RoomLinks tells): its info
         self.remote_recording: dict[str, Any] | None = None
+        self.remote_recording_via: list[Any] | None = None  # that worker's UDP address
         # peers of this room on other worker processes (a spread room): id -> info, "via"
         self.remote_peers: dict[str, dict[str, Any]] = {}
         self.closed = False
@@ -217,10 +218,12 @@ class Room(Emitter):
             return self.recording.info()
         return remote
 
-    def remote_recording_changed(self, info: dict[str, Any]) -> None:
-        """Another worker of this spread room records it (or stopped): its peers here are
-        told as those over there are."""
+    def remote_recording_changed(self, info: dict[str, Any], via: list[Any] | None = None) -> None:
+        """Another worker of this spread room (at ``via``) records it, or stopped: its peers
+        here are told as those over there are."""
         self.remote_recording = info
+        if via is not None:
+            self.remote_recording_via = via
         for peer in list(self.peers.values()):
             peer.notify("recordingState", info)
 

@@ -97,7 +97,7 @@ class RoomLinks:
         for peer in list(room.peers.values()):
             await self._tell(room, udp, http_port, {"joined": peer.info()})
         if room.recording_active and room.recording is not None:
-            await self._post_recording(room.id, http_port, room.recording.info())
+            await self._post_recording(room, http_port, room.recording.info())
         own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
         for producer in own:
             await self._send(room, producer, udp, http_port)
@@ -139,6 +139,12 @@ class RoomLinks:
             for peer_id, info in list(room.remote_peers.items()):
                 if info.get("via") == list(udp):
                     room.remote_peer_left(peer_id)
+            recording = room.remote_recording
+            if recording and recording.get("recording") and room.remote_recording_via == list(udp):
+                # it recorded there and can no longer say it stopped (it died, or its share
+                # closed before its word arrived)
+                room.remote_recording_changed({**recording, "recording": False,
+                                               "reason": "worker_gone"})  # fmt: skip
         log.info("room %s: no more piping to %s:%d (%d stream(s))", room_id, *udp, len(stopped))
         return len(stopped)
 
@@ -197,12 +203,15 @@ class RoomLinks:
         are told (the targets taken now: a stop as the room closes comes before its links
         go)."""
         for http_port in list(self.links.get(room.id, {}).values()):
-            spawn(self._post_recording(room.id, http_port, info), "recording state")
+            spawn(self._post_recording(room, http_port, info), "recording state")
 
-    async def _post_recording(self, room_id: str, http_port: int, info: dict[str, Any]) -> None:
+    async def _post_recording(self, room: Room, http_port: int, info: dict[str, Any]) -> None:
+        room_id = room.id
         url = f"http://127.0.0.1:{http_port}/internal/rooms/{room_id}/recording"
+        worker = room.router.worker
+        body = {"info": info, "via": [worker.config.listen_ip, worker.port]}
         try:
-            async with self.http.post(url, json={"info": info}, headers=self._headers()):
+            async with self.http.post(url, json=body, headers=self._headers()):
                 pass
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: cannot tell a worker of the recording: %s", room_id,
@@ -365,7 +374,8 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         room = server.rooms.get(request.match_info["room"])
         if room is None:
             return error(404, "unknown_room", "no share of that room here")
-        room.remote_recording_changed({k: info.get(k) for k in RECORDING_KEYS})
+        via = list(pipe_address(body.get("via")))
+        room.remote_recording_changed({k: info.get(k) for k in RECORDING_KEYS}, via)
         return web.json_response({"peers": len(room.peers)})
 
     async def unpipe(request: web.Request) -> web.Response:

@@ -310,7 +310,8 @@ class Supervisor:
 
     def forget(self, worker: WorkerHandle) -> None:
         """A worker died: its rooms leave the directory (its relays' late leaves are ignored:
-        they carry the generation it had)."""
+        they carry the generation it had), and the other workers of its spread rooms forget
+        its share (_unlink_dead)."""
         for room in [r for r, w in self.rooms.items() if w is worker]:
             del self.rooms[room]
             self._room_sessions.pop(room, None)
@@ -320,9 +321,25 @@ class Supervisor:
                 self._room_sessions[room] -= self._on_worker.pop((room, worker.index), 0)
                 if spans and room not in self.rooms:
                     self.rooms[room] = spans[-1]
+            # its share may have left the spans already (its relays ended as it died)
+            self._unlink_dead(room, worker, spans)
             if not spans:
                 del self.spans[room]
                 self._room_sessions.pop(room, None)
+
+    def _unlink_dead(self, room: str, dead: WorkerHandle, others: list[WorkerHandle]) -> None:
+        """The room's other workers forget a dead one's share: its peers leave their lists,
+        what it piped to them closes, they stop piping to it, and a recording it ran is
+        over."""
+        if not dead.rtc_ports:
+            return
+        body = {"udp": [self.config.media.listen_ip, dead.rtc_ports[0]]}
+        for other in others:
+            task = asyncio.ensure_future(
+                self._internal(other, f"/internal/rooms/{room}/unlink", body)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def connections(self, room: str, worker: WorkerHandle) -> int:
         """The connections of a room that a worker serves now."""

@@ -521,6 +521,53 @@ def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
     run(asyncio.wait_for(scenario(), LIMIT))
 
 
+def test_the_others_forget_a_dead_worker_s_share_of_a_spread_room(run: Any, tmp_path: Path) -> None:
+    """A spread room recorded on one of its two workers; that worker is killed. The peer on
+    the other worker hears the dead worker's peer leave and the recording stop, and a new
+    recording can start there."""
+
+    async def scenario() -> None:
+        settings: dict[str, Any] = {
+            "room_spread_at": 1,
+            "recording": RecordingConfig(directory=str(tmp_path)),
+        }
+        async with supervisor(**settings) as sup, contextlib.AsyncExitStack() as stack:
+            clients = []
+            for name in ("a", "b"):
+                client = await Client.connect(url(sup), token="t", room="big", display_name=name)
+                stack.push_async_callback(client.close)
+                await client.publish([PatternTrack()])
+                clients.append(client)
+            assert len(sup.spans["big"]) == 2
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            async with aiohttp.ClientSession(headers=admin) as http:
+                async with http.post(f"{base(sup)}/admin/rooms/big/recording", json={}) as answer:
+                    assert answer.status == 201, await answer.text()
+                await wait_for(lambda: all(c.recording for c in clients), 5.0, "recordingState")
+                # the worker that records, and the client on the other one
+                recorder = None
+                for worker in sup.workers:
+                    where = f"http://127.0.0.1:{worker.http_port}/admin/rooms/big/recording"
+                    async with http.get(where) as answer:
+                        if answer.status == 200:
+                            recorder = worker
+                assert recorder is not None
+                _, detail = await get_json(sup, "/admin/rooms/big", **admin)
+                by_worker = {p["id"]: p["worker"] for p in detail["peers"]}
+                survivor = next(c for c in clients if by_worker[c.peer_id] != recorder.index)
+                gone = next(c for c in clients if c is not survivor)
+                left: list[str] = []
+                survivor.on("peerLeft", lambda params: left.append(params["peerId"]))
+                os.kill(recorder.pid, signal.SIGKILL)
+                await wait_for(lambda: left == [gone.peer_id], 5.0, "the dead one's peer left")
+                await wait_for(lambda: survivor.recording is None, 5.0, "the recording over")
+                await wait_for(lambda: recorder.ready, 30.0, "the restart")
+                async with http.post(f"{base(sup)}/admin/rooms/big/recording", json={}) as answer:
+                    assert answer.status == 201, await answer.text()
+
+    run(asyncio.wait_for(scenario(), LIMIT))
+
+
 def test_the_internal_api_needs_the_supervisor_s_token(run: Any) -> None:
     async def scenario() -> None:
         async with supervisor(processes=1) as sup, aiohttp.ClientSession() as http:
