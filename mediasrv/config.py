@@ -114,8 +114,12 @@ class ClusterConfig:
             raise ValueError(f"cluster.node_ttl: {self.node_ttl} is outside 1..60 seconds")
         if self.public_url and not self.public_url.startswith(("ws://", "wss://")):
             raise ValueError("cluster.public_url: a ws:// or wss:// URL of /ws")
-        if len(self.node_id) > 64 or any(c.isspace() for c in self.node_id):
-            raise ValueError("cluster.node_id: at most 64 characters, no spaces")
+        if (
+            len(self.node_id) > 64
+            or not self.node_id.isascii()
+            or any(c.isspace() for c in self.node_id)
+        ):
+            raise ValueError("cluster.node_id: at most 64 ASCII characters, no spaces")
         if self.redis_url and len(self.secret) < 16:
             raise ValueError(
                 "cluster.secret: at least 16 characters, the same on every node (it proves "

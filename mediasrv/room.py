@@ -48,6 +48,7 @@ class Room(Emitter):
         # a spread room's recording running on another worker (RoomLinks tells): its info
         self.remote_recording: dict[str, Any] | None = None
         self.remote_recording_via: list[Any] | None = None  # that worker's UDP address
+        self._remote_recording_seqs: dict[str, int] = {}  # by that address: the last number
         # peers of this room on other worker processes (a spread room): id -> info, "via"
         self.remote_peers: dict[str, dict[str, Any]] = {}
         self.closed = False
@@ -152,6 +153,10 @@ class Room(Emitter):
             raise RecordingError("room_closed", f"room {self.id!r} closed")
         if self.recording_active:
             raise RecordingError("already_recording", f"room {self.id!r} is being recorded")
+        if self.remote_recording is not None and self.remote_recording.get("recording"):
+            raise RecordingError(
+                "already_recording", f"room {self.id!r} is being recorded on another worker"
+            )
         try:
             recording = Recording(
                 self,
@@ -218,14 +223,34 @@ class Room(Emitter):
             return self.recording.info()
         return remote
 
-    def remote_recording_changed(self, info: dict[str, Any], via: list[Any] | None = None) -> None:
+    def remote_recording_changed(
+        self, info: dict[str, Any], via: list[Any] | None = None, seq: int | None = None
+    ) -> bool:
         """Another worker of this spread room (at ``via``) records it, or stopped: its peers
-        here are told as those over there are."""
+        here are told as those over there are. ``seq`` numbers that worker's messages: an
+        older one arriving late changes nothing (False)."""
+        if via is not None and seq is not None:
+            source = f"{via[0]}:{via[1]}"
+            if seq <= self._remote_recording_seqs.get(source, -1):
+                return False
+            self._remote_recording_seqs[source] = seq
         self.remote_recording = info
         if via is not None:
             self.remote_recording_via = via
         for peer in list(self.peers.values()):
             peer.notify("recordingState", info)
+        return True
+
+    def remote_worker_gone(self, via: list[Any]) -> None:
+        """The worker at ``via`` has no share of this room any more (RoomLinks.unlink): a
+        recording it ran is over here, and its next messages (a new share, or the worker
+        started again) are numbered afresh."""
+        self._remote_recording_seqs.pop(f"{via[0]}:{via[1]}", None)
+        recording = self.remote_recording
+        if recording and recording.get("recording") and self.remote_recording_via == via:
+            # it can no longer say it stopped: it died, or its share closed first
+            over = {**recording, "recording": False, "reason": "worker_gone"}
+            self.remote_recording_changed(over)
 
     def _auto_subscribe(self, peer: Peer, producer: Producer) -> None:
         """Subscribe at once, or after the plugins' authorize_subscribe gates when any."""

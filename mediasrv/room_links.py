@@ -11,6 +11,7 @@ supervisor links both ways; workers talk to each other over their internal loopb
 - ``POST .../peers``: a peer joined or left over there;
 - ``POST .../piped/{producer}/layers``: the simulcast layers the other side's peers want;
 - ``POST .../recording``: the room's recording over there started, changed or stopped;
+- ``POST .../recording/stop``: a peer over there stops the recording that runs here;
 - ``POST .../unlink``: that worker's share of the room is empty.
 """
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mediasrv.links")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 MAX_LINKS_PER_ROOM = 64
-LAYER_ATTEMPTS = 3  # tries of one "layers wanted" message
-LAYER_RETRY_DELAY = 1.0  # seconds
+DELIVERY_ATTEMPTS = 3  # tries of one numbered message (layers wanted, recording state)
+DELIVERY_RETRY_DELAY = 1.0  # seconds
 RECORDING_KEYS = ("recording", "id", "producers", "startedAt", "stoppedAt", "reason")
 
 
@@ -59,7 +60,7 @@ class RoomLinks:
         # the producers each room pipes toward each linked worker, and the pipe of each
         self.sending: dict[tuple[str, tuple[str, int]], list[tuple[PipeTransport, str]]] = {}
         self._watched: set[str] = set()
-        self._layer_seq: dict[str, int] = {}  # piped producer id -> its last message's number
+        self._numbered: dict[str, int] = {}  # a kind of message and subject -> its last number
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -96,8 +97,8 @@ class RoomLinks:
             room.on("recordingstate", lambda info: self._recording_state(room, info))
         for peer in list(room.peers.values()):
             await self._tell(room, udp, http_port, {"joined": peer.info()})
-        if room.recording_active and room.recording is not None:
-            await self._post_recording(room, http_port, room.recording.info())
+        if room.recording is not None:  # running or stopped: a re-link corrects stale state
+            self._post_recording(room, udp, room.recording.info())
         own = [p for p in room.router.producers.values() if "pipedFrom" not in p.app_data]
         for producer in own:
             await self._send(room, producer, udp, http_port)
@@ -139,12 +140,7 @@ class RoomLinks:
             for peer_id, info in list(room.remote_peers.items()):
                 if info.get("via") == list(udp):
                     room.remote_peer_left(peer_id)
-            recording = room.remote_recording
-            if recording and recording.get("recording") and room.remote_recording_via == list(udp):
-                # it recorded there and can no longer say it stopped (it died, or its share
-                # closed before its word arrived)
-                room.remote_recording_changed({**recording, "recording": False,
-                                               "reason": "worker_gone"})  # fmt: skip
+            room.remote_worker_gone(list(udp))
         log.info("room %s: no more piping to %s:%d (%d stream(s))", room_id, *udp, len(stopped))
         return len(stopped)
 
@@ -176,10 +172,17 @@ class RoomLinks:
                             room.id, udp, await answer.text())  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("room %s: cannot pipe to %s: %s", room.id, udp, type(exc).__name__)
-        # nobody receives it there: stop sending (a later link offers it again)
-        pipe.stop(producer.id)
-        if (pipe, producer.id) in sending:
+        # nobody receives it there: stop sending (a later link offers it again), unless an
+        # unlink and a new link came meanwhile; a copy made there after all is closed
+        if self.sending.get((room.id, udp)) is sending and (pipe, producer.id) in sending:
             sending.remove((pipe, producer.id))
+            pipe.stop(producer.id)
+            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
+            try:
+                async with self.http.delete(url, headers=self._headers()):
+                    pass
+            except (aiohttp.ClientError, TimeoutError):
+                pass
 
     async def _peer(self, room: Room, **change: Any) -> None:
         for udp, http_port in list(self.links.get(room.id, {}).items()):
@@ -202,20 +205,34 @@ class RoomLinks:
         """The room's recording here started, changed or stopped: the linked workers' peers
         are told (the targets taken now: a stop as the room closes comes before its links
         go)."""
-        for http_port in list(self.links.get(room.id, {}).values()):
-            spawn(self._post_recording(room, http_port, info), "recording state")
+        for udp in list(self.links.get(room.id, {})):
+            self._post_recording(room, udp, info)
 
-    async def _post_recording(self, room: Room, http_port: int, info: dict[str, Any]) -> None:
-        room_id = room.id
-        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room_id}/recording"
+    def _post_recording(self, room: Room, udp: tuple[str, int], info: dict[str, Any]) -> None:
         worker = room.router.worker
         body = {"info": info, "via": [worker.config.listen_ip, worker.port]}
+        key = f"recording|{room.id}|{udp[0]}:{udp[1]}"
+        self._deliver(key, room.id, udp, f"/internal/rooms/{room.id}/recording", body)
+
+    async def stop_remote_recording(self, room: Room) -> dict[str, Any] | None:
+        """Stop the recording another worker of this spread room runs (a peer here asked);
+        its info, or None when there is none to stop."""
+        via = room.remote_recording_via
+        recording = room.remote_recording
+        if via is None or not recording or not recording.get("recording"):
+            return None
+        http_port = self.links.get(room.id, {}).get((via[0], via[1]))
+        if http_port is None:
+            return None
+        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/recording/stop"
         try:
-            async with self.http.post(url, json=body, headers=self._headers()):
-                pass
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("room %s: cannot tell a worker of the recording: %s", room_id,
-                        type(exc).__name__)  # fmt: skip
+            async with self.http.post(url, json={}, headers=self._headers()) as answer:
+                if answer.status != 200:
+                    return None
+                found: dict[str, Any] = await answer.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        return found
 
     async def _closed(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
@@ -239,37 +256,64 @@ class RoomLinks:
         producer = pipe.receive(offer, router=room.router)
         producer.app_data["pipedVia"] = list(source)
         if producer.simulcast:
-            producer.once("close", lambda: self._layer_seq.pop(producer.id, None))
+            key = f"layers|{producer.id}"
+            producer.once("close", lambda: self._numbered.pop(key, None))
             producer.on(
                 "layerswanted",
-                lambda active: spawn(self._layers_wanted(room, producer, source, active), "layers"),
+                lambda active: self._layers_wanted(room, producer, source, key, active),
             )
         return producer
 
-    async def _layers_wanted(
-        self, room: Room, producer: Producer, source: tuple[str, int], active: list[bool]
+    def _layers_wanted(
+        self,
+        room: Room,
+        producer: Producer,
+        source: tuple[str, int],
+        key: str,
+        active: list[bool],
     ) -> None:
         """The layers this worker's peers want of a piped simulcast producer: the sending
-        worker pauses the others on its pipe, and its publisher may stop encoding them. The
-        event fires on changes only, so each message is numbered (the sender ignores an older
-        one arriving late) and tried again while it fails and nothing newer replaced it."""
-        seq = self._layer_seq[producer.id] = self._layer_seq.get(producer.id, 0) + 1
+        worker pauses the others on its pipe, and its publisher may stop encoding them."""
+        if producer.closed:
+            return
         worker = room.router.worker
         path = f"/internal/rooms/{room.id}/piped/{producer.app_data['pipedFrom']}/layers"
-        body = {"active": active, "to": [worker.config.listen_ip, worker.port], "seq": seq}
-        for attempt in range(LAYER_ATTEMPTS):
-            http_port = self.links.get(room.id, {}).get(source)
-            if http_port is None or producer.closed or self._layer_seq.get(producer.id) != seq:
+        body = {"active": active, "to": [worker.config.listen_ip, worker.port]}
+        self._deliver(key, room.id, source, path, body)
+
+    def _deliver(
+        self, key: str, room_id: str, udp: tuple[str, int], path: str, body: dict[str, Any]
+    ) -> None:
+        """POST ``body`` to the linked worker at ``udp``, numbered (``seq``: the receiver
+        ignores an older message arriving late), and again while it fails and nothing newer
+        under ``key`` replaced it. Events that carry state fire on changes only, so a lost
+        message would leave the other side wrong for good. The number is taken now, in the
+        order of the events."""
+        seq = self._numbered[key] = self._numbered.get(key, 0) + 1
+        spawn(self._post_numbered(key, seq, room_id, udp, path, {**body, "seq": seq}), key)
+
+    async def _post_numbered(
+        self,
+        key: str,
+        seq: int,
+        room_id: str,
+        udp: tuple[str, int],
+        path: str,
+        body: dict[str, Any],
+    ) -> None:
+        for attempt in range(DELIVERY_ATTEMPTS):
+            http_port = self.links.get(room_id, {}).get(udp)
+            if http_port is None or self._numbered.get(key) != seq:
                 return
             url = f"http://127.0.0.1:{http_port}{path}"
             try:
                 async with self.http.post(url, json=body, headers=self._headers()) as answer:
                     if answer.status < 500:
-                        return  # done, or refused for good (the pipe is gone)
+                        return  # done, or refused for good (gone over there)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("room %s: cannot tell %s of wanted layers (attempt %d): %s",
-                            room.id, source, attempt + 1, type(exc).__name__)  # fmt: skip
-            await asyncio.sleep(LAYER_RETRY_DELAY)
+                log.warning("room %s: %s to %s:%d failed (attempt %d): %s", room_id, path,
+                            *udp, attempt + 1, type(exc).__name__)  # fmt: skip
+            await asyncio.sleep(DELIVERY_RETRY_DELAY)
 
     def layers_wanted(
         self, producer_id: str, to: tuple[str, int], active: object, seq: object = None
@@ -375,8 +419,18 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         if room is None:
             return error(404, "unknown_room", "no share of that room here")
         via = list(pipe_address(body.get("via")))
-        room.remote_recording_changed({k: info.get(k) for k in RECORDING_KEYS}, via)
-        return web.json_response({"peers": len(room.peers)})
+        seq = body.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise BadRequest("seq must be a non-negative integer")
+        fresh = room.remote_recording_changed({k: info.get(k) for k in RECORDING_KEYS}, via, seq)
+        return web.json_response({"peers": len(room.peers), "applied": fresh})
+
+    async def stop_recording(request: web.Request) -> web.Response:
+        room = server.rooms.get(request.match_info["room"])
+        stopped = room.stop_recording("stopped") if room is not None else None
+        if stopped is None:
+            return error(404, "not_recording", "no recording of that room runs here")
+        return web.json_response(stopped.info())
 
     async def unpipe(request: web.Request) -> web.Response:
         closed = links.unpipe(request.match_info["room"], request.match_info["producer"])
@@ -389,5 +443,6 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
         web.post("/internal/rooms/{room}/peers", guarded(peers)),
         web.post("/internal/rooms/{room}/piped/{producer}/layers", guarded(layers)),
         web.post("/internal/rooms/{room}/recording", guarded(recording)),
+        web.post("/internal/rooms/{room}/recording/stop", guarded(stop_recording)),
         web.delete("/internal/rooms/{room}/piped/{producer}", guarded(unpipe)),
     ]

@@ -336,9 +336,13 @@ class SignalingSession:
         if not self.server.config.recording.signaling:
             raise ProtocolError("not_permitted", "recordings are not stopped over signaling here")
         recording = peer.room.stop_recording("stopped")
-        if recording is None:
+        if recording is not None:
+            return recording.info()
+        # a spread room recorded on another worker
+        stopped = await self.server.links.stop_remote_recording(peer.room)
+        if stopped is None:
             raise ProtocolError("not_recording", "this room is not being recorded")
-        return recording.info()
+        return stopped
 
     async def _m_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()

@@ -121,7 +121,9 @@ class Supervisor:
         self.http_address = (self.config.host, self._runner.addresses[0][1])
         cluster = self.config.cluster
         port = self.http_address[1]
-        self.node_id = cluster.node_id or f"{socket.gethostname()}:{port}"
+        # the default: the host name and port, as a node id may be (64 ASCII characters)
+        host = socket.gethostname().encode("ascii", "replace").decode()[:50].replace(" ", "-")
+        self.node_id = cluster.node_id or f"{host}:{port}"
         if cluster.enabled:
             url = cluster.public_url or f"ws://{self.config.host}:{port}/ws"
             self.directory = ClusterDirectory(cluster, self.node_id, url)

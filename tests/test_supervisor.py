@@ -487,13 +487,28 @@ def test_a_spread_room_is_recorded_once_with_every_worker_s_producers(
                 assert peers == {publisher.peer_id, watcher.peer_id}
                 assert sorted(j["kind"] for j in live["journals"]) == ["audio", "video", "video"]
                 assert all(j["packets"] > 0 for j in live["journals"])
-                async with http.delete(where) as answer:
-                    assert answer.status == 200
-                await wait_for(lambda: not (publisher.recording or watcher.recording), 5.0,
-                               "the stop told on both workers")  # fmt: skip
                 # producers are named by the ids their publishers know, wherever it records
                 async with http.get(f"{base(sup)}/admin/rooms/big") as answer:
                     detail = await answer.json()
+                published = {p["id"] for peer in detail["peers"]
+                             for p in peer["stats"]["producers"]}  # fmt: skip
+                assert set(live["producers"]) == published
+                # a peer of a worker that does not record stops it over signaling
+                recorders = []
+                for worker in sup.workers:
+                    mine = f"http://127.0.0.1:{worker.http_port}/admin/rooms/big/recording"
+                    async with http.get(mine) as answer:
+                        if answer.status == 200 and (await answer.json())["recording"]:
+                            recorders.append(worker.index)
+                assert len(recorders) == 1
+                where_is = {peer["id"]: peer["worker"] for peer in detail["peers"]}
+                stopper = next(
+                    c for c in (publisher, watcher) if where_is[c.peer_id] != recorders[0]
+                )
+                stopped = await stopper.stop_recording()
+                assert stopped["id"] == started["id"] and stopped["recording"] is False
+                await wait_for(lambda: not (publisher.recording or watcher.recording), 5.0,
+                               "the stop told on both workers")  # fmt: skip
                 watcher_video = next(
                     p["id"]
                     for peer in detail["peers"]

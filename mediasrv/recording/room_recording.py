@@ -261,7 +261,13 @@ class Recording(Emitter):
         return {
             "recording": self.active,
             "id": self.id,
-            "producers": [p for p, j in self.journals.items() if j.active],
+            # as their publishers know them (a producer piped from another worker of a spread
+            # room has an id of its own here)
+            "producers": [
+                j.producer.app_data.get("pipedFrom", pid)
+                for pid, j in self.journals.items()
+                if j.active
+            ],
             "startedAt": self.started,
             "stoppedAt": self.stopped,
             "reason": self.stop_reason,
