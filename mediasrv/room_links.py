@@ -157,7 +157,7 @@ class RoomLinks:
             return
         pipe = room.router.worker.pipe(udp)
         if producer.id in pipe.sent_ids():
-            return  # linked again (a share that emptied and came back): it still goes there
+            return  # linked twice while it was being sent (the unlink in between stops it)
         offer = pipe.send(producer)
         sending = self.sending.setdefault((room.id, udp), [])
         sending.append((pipe, producer.id))
@@ -384,11 +384,17 @@ def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
     async def peers(request: web.Request) -> web.Response:
         body = await read_object(request)
         via = list(pipe_address(body.get("via")))
-        room = server.get_or_create_room(request.match_info["room"])
         joined, left = body.get("joined"), body.get("left")
         if isinstance(joined, dict):
+            # the room is made here if need be: the link that makes it may still be on its way
+            room = server.get_or_create_room(request.match_info["room"])
             room.remote_peer_joined(joined, via)
         elif isinstance(left, str):
+            # a late leave must not make an empty room here that nothing would close
+            found = server.rooms.get(request.match_info["room"])
+            if found is None:
+                return web.json_response({"peers": 0})
+            room = found
             room.remote_peer_left(left)
         else:
             raise BadRequest("joined (a peer) or left (a peer id) is required")
