@@ -96,12 +96,20 @@ def test_a_chromium_publisher_is_recorded_to_a_playable_webm(tmp_path: Path) -> 
                 await page.evaluate(PUBLISH_JS, {"room": "visit"})
                 room = server.rooms["visit"]
                 await wait_for(lambda: len(room.router.producers) == 2, 15, "producers")
-                video = next(p for p in room.router.producers.values() if p.kind == "video")
+
+                def video_keyframes() -> int:
+                    # looked up each time: a renegotiation may have replaced the producer
+                    return sum(p.stats()["keyframes"] for p in room.router.producers.values()
+                               if p.kind == "video" and not p.closed)  # fmt: skip
+
                 try:
-                    await wait_for(lambda: video.stats()["keyframes"] > 0, 20, "video flowing")
+                    await wait_for(lambda: video_keyframes() > 0, 20, "video flowing")
                 except AssertionError as failed:
                     # what the server saw, for a failure on a machine where it cannot be rerun
-                    seen = {"producer": video.stats(), "worker": server.workers[0].stats()}
+                    seen = {
+                        "producers": [p.stats() for p in room.router.producers.values()],
+                        "worker": server.workers[0].stats(),
+                    }
                     raise AssertionError(f"{failed}: {seen}") from None
                 await asyncio.sleep(1.0)
                 recording = await room.start_recording()
