@@ -18,6 +18,7 @@ supervisor links both ways; workers talk to each other over their internal loopb
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +74,18 @@ class RoomLinks:
         if self._http is not None:
             await self._http.close()
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.server.config.internal_token}"}
+    async def _call(
+        self, method: str, http_port: int, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, str] | str:
+        """One request to another worker's internal API: (status, text of the answer), or
+        the name of what failed on the way (that worker may be gone)."""
+        url = f"http://127.0.0.1:{http_port}{path}"
+        headers = {"Authorization": f"Bearer {self.server.config.internal_token}"}
+        try:
+            async with self.http.request(method, url, json=body, headers=headers) as answer:
+                return answer.status, await answer.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return type(exc).__name__
 
     # ---- this side ----
 
@@ -117,14 +128,8 @@ class RoomLinks:
             spawn(self._tell_unlinked(room_id, udp, list(links.values())), "unlink")
 
     async def _tell_unlinked(self, room_id: str, udp: list[Any], http_ports: list[int]) -> None:
-        body = {"udp": udp}
         for http_port in http_ports:
-            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room_id}/unlink"
-            try:
-                async with self.http.post(url, json=body, headers=self._headers()):
-                    pass
-            except (aiohttp.ClientError, TimeoutError):
-                pass
+            await self._call("POST", http_port, f"/internal/rooms/{room_id}/unlink", {"udp": udp})
 
     def unlink(self, room_id: str, udp: tuple[str, int]) -> int:
         """The worker at ``udp`` has no peers of the room any more: stop piping to it."""
@@ -162,27 +167,18 @@ class RoomLinks:
         sending = self.sending.setdefault((room.id, udp), [])
         sending.append((pipe, producer.id))
         worker = room.router.worker
-        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped"
         body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
-        try:
-            async with self.http.post(url, json=body, headers=self._headers()) as answer:
-                if answer.status == 200:
-                    return
-                log.warning("room %s: worker at %s refused a piped producer: %s",
-                            room.id, udp, await answer.text())  # fmt: skip
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("room %s: cannot pipe to %s: %s", room.id, udp, type(exc).__name__)
+        answer = await self._call("POST", http_port, f"/internal/rooms/{room.id}/piped", body)
+        if isinstance(answer, tuple) and answer[0] == 200:
+            return
+        log.warning("room %s: worker at %s did not take a piped producer: %s", room.id, udp,
+                    answer[1] if isinstance(answer, tuple) else answer)  # fmt: skip
         # nobody receives it there: stop sending (a later link offers it again), unless an
         # unlink and a new link came meanwhile; a copy made there after all is closed
         if self.sending.get((room.id, udp)) is sending and (pipe, producer.id) in sending:
             sending.remove((pipe, producer.id))
             pipe.stop(producer.id)
-            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
-            try:
-                async with self.http.delete(url, headers=self._headers()):
-                    pass
-            except (aiohttp.ClientError, TimeoutError):
-                pass
+            await self._call("DELETE", http_port, f"/internal/rooms/{room.id}/piped/{producer.id}")
 
     async def _peer(self, room: Room, **change: Any) -> None:
         for udp, http_port in list(self.links.get(room.id, {}).items()):
@@ -193,13 +189,10 @@ class RoomLinks:
     ) -> None:
         """A peer of the room joined or left here: the linked worker's peers hear of it."""
         worker = room.router.worker
-        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/peers"
         body = {**change, "via": [worker.config.listen_ip, worker.port]}
-        try:
-            async with self.http.post(url, json=body, headers=self._headers()):
-                pass
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("room %s: cannot tell %s of a peer: %s", room.id, udp, type(exc).__name__)
+        answer = await self._call("POST", http_port, f"/internal/rooms/{room.id}/peers", body)
+        if isinstance(answer, str):
+            log.warning("room %s: cannot tell %s of a peer: %s", room.id, udp, answer)
 
     def _recording_state(self, room: Room, info: dict[str, Any]) -> None:
         """The room's recording here started, changed or stopped: the linked workers' peers
@@ -224,15 +217,14 @@ class RoomLinks:
         http_port = self.links.get(room.id, {}).get((via[0], via[1]))
         if http_port is None:
             return None
-        url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/recording/stop"
-        try:
-            async with self.http.post(url, json={}, headers=self._headers()) as answer:
-                if answer.status != 200:
-                    return None
-                found: dict[str, Any] = await answer.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        answer = await self._call("POST", http_port, f"/internal/rooms/{room.id}/recording/stop")
+        if not isinstance(answer, tuple) or answer[0] != 200:
             return None
-        return found
+        try:
+            found = json.loads(answer[1])
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
 
     async def _closed(self, room: Room, producer: Producer) -> None:
         if "pipedFrom" in producer.app_data:
@@ -241,12 +233,8 @@ class RoomLinks:
             kept = [(pipe, pid) for pipe, pid in self.sending[key] if pid != producer.id]
             self.sending[key] = kept
         for http_port in list(self.links.get(room.id, {}).values()):
-            url = f"http://127.0.0.1:{http_port}/internal/rooms/{room.id}/piped/{producer.id}"
-            try:
-                async with self.http.delete(url, headers=self._headers()):
-                    pass
-            except (aiohttp.ClientError, TimeoutError):
-                pass  # that worker is gone, and its room with it
+            # a failure: that worker is gone, and its room with it
+            await self._call("DELETE", http_port, f"/internal/rooms/{room.id}/piped/{producer.id}")
 
     # ---- the other side ----
 
@@ -305,14 +293,12 @@ class RoomLinks:
             http_port = self.links.get(room_id, {}).get(udp)
             if http_port is None or self._numbered.get(key) != seq:
                 return
-            url = f"http://127.0.0.1:{http_port}{path}"
-            try:
-                async with self.http.post(url, json=body, headers=self._headers()) as answer:
-                    if answer.status < 500:
-                        return  # done, or refused for good (gone over there)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("room %s: %s to %s:%d failed (attempt %d): %s", room_id, path,
-                            *udp, attempt + 1, type(exc).__name__)  # fmt: skip
+            answer = await self._call("POST", http_port, path, body)
+            if isinstance(answer, tuple) and answer[0] < 500:
+                return  # done, or refused for good (gone over there)
+            failure = answer[0] if isinstance(answer, tuple) else answer
+            log.warning("room %s: %s to %s:%d failed (attempt %d): %s", room_id, path, *udp,
+                        attempt + 1, failure)  # fmt: skip
             await asyncio.sleep(DELIVERY_RETRY_DELAY)
 
     def layers_wanted(
