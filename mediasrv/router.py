@@ -4,7 +4,7 @@ detection from RFC 6464 audio levels measured in the data plane."""
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mediasrv.events import Emitter
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mediasrv.webrtc_transport import WebRtcTransport
     from mediasrv.worker import Worker
 
+_Plain = TypeVar("_Plain", bound="PlainRtpTransport")
 SPEAKER_MAX_LEVEL = 70  # -dBov: quieter than this is not speech
 SPEAKER_MIN_VOICE_PACKETS = 5  # per interval
 
@@ -60,16 +61,7 @@ class Router(Emitter):
     ) -> PlainRtpTransport:
         from mediasrv.plain_rtp_transport import PlainRtpTransport
 
-        if self.closed:
-            raise RuntimeError("the router is closed")
-        transport = PlainRtpTransport(
-            self,
-            max_incoming_bitrate=self.worker.config.max_incoming_bitrate,
-            srtp=srtp,
-            app_data=app_data,
-        )
-        self.transports[transport.id] = transport
-        return transport
+        return self._add_plain(PlainRtpTransport, srtp, app_data)
 
     def create_pipe_transport(
         self, *, srtp: str | None = None, app_data: dict[str, Any] | None = None
@@ -79,14 +71,15 @@ class Router(Emitter):
         SRTP_SUITES, its ``srtp_parameters``)."""
         from mediasrv.pipe_transport import PipeTransport
 
+        return self._add_plain(PipeTransport, srtp, app_data)
+
+    def _add_plain(
+        self, kind: type[_Plain], srtp: str | None, app_data: dict[str, Any] | None
+    ) -> _Plain:
         if self.closed:
             raise RuntimeError("the router is closed")
-        transport = PipeTransport(
-            self,
-            max_incoming_bitrate=self.worker.config.max_incoming_bitrate,
-            srtp=srtp,
-            app_data=app_data,
-        )
+        max_bitrate = self.worker.config.max_incoming_bitrate
+        transport = kind(self, max_incoming_bitrate=max_bitrate, srtp=srtp, app_data=app_data)
         self.transports[transport.id] = transport
         return transport
 
