@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import uvloop
 
@@ -85,6 +85,18 @@ def stop_signals() -> asyncio.Event:
     return stop
 
 
+async def until_stopped(
+    stop: asyncio.Event, config: ServerConfig, drain: Callable[[], Awaitable[None]]
+) -> None:
+    """Serve until a stop signal (or cancellation), then drain, saying so."""
+    try:
+        await stop.wait()
+    finally:
+        print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
+        await drain()
+        print("mediasrv stopped", flush=True)
+
+
 async def serve(config: ServerConfig) -> None:
     stop = stop_signals()
     server = MediaServer(config)
@@ -96,12 +108,7 @@ async def serve(config: ServerConfig) -> None:
         log.warning("listening on a non-loopback address %s: put it behind TLS", host)
     print(f"mediasrv {__version__} listening on http://{host}:{port} (media {ports})", flush=True)
     print(f"browser client SDK: http://{host}:{port}/client/mediasrv-client.js", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
-        await server.drain()
-        print("mediasrv stopped", flush=True)
+    await until_stopped(stop, config, server.drain)
 
 
 async def serve_supervised(config: ServerConfig) -> None:
@@ -121,12 +128,7 @@ async def serve_supervised(config: ServerConfig) -> None:
                       for p in w.rtc_ports)  # fmt: skip
     print(f"mediasrv {__version__} listening on http://{host}:{port} "
           f"({len(supervisor.workers)} worker processes; media {ports})", flush=True)  # fmt: skip
-    try:
-        await stop.wait()
-    finally:
-        print(f"mediasrv draining (up to {config.drain_timeout:.0f} s)", flush=True)
-        await supervisor.close()
-        print("mediasrv stopped", flush=True)
+    await until_stopped(stop, config, supervisor.close)
 
 
 def _listen_ip(host: str) -> str:
