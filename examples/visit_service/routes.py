@@ -91,6 +91,24 @@ def html_response(request: web.Request, text: str, status: int = 200) -> web.Res
     return response
 
 
+def signed_in_page(
+    request: web.Request,
+    session: Session,
+    lang: str,
+    title: str,
+    body: str,
+    *,
+    here: str,
+    status: int = 200,
+    **layout: Any,
+) -> web.Response:
+    """A page of the signed-in person: the layout with their name and CSRF token."""
+    page = pages.layout(
+        lang, title, body, name=session.name, csrf=session.csrf, here=here, **layout
+    )
+    return html_response(request, page, status)
+
+
 def page_error(request: web.Request, message: str, status: int) -> web.Response:
     session = service_of(request).sessions.get(request)
     lang = lang_of(request)
@@ -383,19 +401,16 @@ async def console(request: web.Request) -> web.Response:
 <form id="new-appointment" novalidate></form></section>
 </div>
 <p><a href="/visit/stats">{e(t(lang, "statistics"))}</a></p>"""
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            t(lang, "console_title"),
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here="/visit/pro",
-            scripts=["console.js"],
-            boot=boot,
-            wide=True,
-        ),
+        session,
+        lang,
+        t(lang, "console_title"),
+        body,
+        here="/visit/pro",
+        scripts=["console.js"],
+        boot=boot,
+        wide=True,
     )
 
 
@@ -610,19 +625,16 @@ async def visit_page(request: web.Request) -> web.Response:
 {e(local(appointment.starts_at))} · {e(t(lang, "minutes", n=appointment.minutes))}</p>
 <div id="announcer" class="status" role="status" aria-live="polite"></div>
 <div id="app"></div>"""
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            title,
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here=request.path,
-            scripts=["visit.js"],
-            boot=boot,
-            wide=True,
-        ),
+        session,
+        lang,
+        title,
+        body,
+        here=request.path,
+        scripts=["visit.js"],
+        boot=boot,
+        wide=True,
     )
 
 
@@ -807,16 +819,13 @@ async def my_visits(request: web.Request) -> web.Response:
         )
         + f'<p><a href="/visit/log">{e(t(lang, "my_log"))}</a></p>'
     )
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            t(lang, "my_visits"),
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here="/visit/visits",
-        ),
+        session,
+        lang,
+        t(lang, "my_visits"),
+        body,
+        here="/visit/visits",
     )
 
 
@@ -883,17 +892,14 @@ async def survey(request: web.Request) -> web.Response:
 <textarea id="comment" name="comment" rows="4" maxlength="2000">{comment}</textarea>
 <button type="submit">{e(t(lang, "submit"))}</button>
 </form>"""
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            t(lang, "survey_title"),
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here=request.path,
-        ),
-        status,
+        session,
+        lang,
+        t(lang, "survey_title"),
+        body,
+        here=request.path,
+        status=status,
     )
 
 
@@ -976,17 +982,14 @@ async def statistics(request: web.Request) -> web.Response:
             else ""
         )
     )
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            t(lang, "stats_title", year=year),
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here=f"/visit/stats?year={year}",
-            wide=True,
-        ),
+        session,
+        lang,
+        t(lang, "stats_title", year=year),
+        body,
+        here=f"/visit/stats?year={year}",
+        wide=True,
     )
 
 
@@ -1078,17 +1081,14 @@ async def access_log(request: web.Request) -> web.Response:
         if rows
         else f"<p>{e(t(lang, 'log_empty'))}</p>"
     )
-    return html_response(
+    return signed_in_page(
         request,
-        pages.layout(
-            lang,
-            t(lang, "log_title"),
-            body,
-            name=session.name,
-            csrf=session.csrf,
-            here="/visit/log",
-            wide=True,
-        ),
+        session,
+        lang,
+        t(lang, "log_title"),
+        body,
+        here="/visit/log",
+        wide=True,
     )
 
 
