@@ -20,6 +20,7 @@ import uvloop
 
 from mediasrv.client import Client
 from mediasrv.config import MediaConfig, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 
@@ -34,6 +35,7 @@ async def measure(peers: int, messages: int, window: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         config = ServerConfig(port=0, media=MediaConfig(max_peers_per_room=peers + 5))
         server = MediaServer(config)
+        HttpFrontend(server)
         server.plugins.add(
             ChatPlugin,
             {

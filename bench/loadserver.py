@@ -19,6 +19,7 @@ import tempfile
 import uvloop
 
 from mediasrv.config import MediaConfig, RecordingConfig, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 
@@ -38,6 +39,7 @@ async def main() -> None:
     server = MediaServer(
         ServerConfig(port=0, tokens=frozenset({"bench"}), media=media, recording=recording)
     )
+    HttpFrontend(server)
     await server.start()
     assert server.http_address is not None
     print(f"port {server.http_address[1]}", flush=True)

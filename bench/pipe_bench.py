@@ -45,8 +45,8 @@ def percentile(values: list[float], share: float) -> float:
 
 async def run(packets: int, interval: float) -> dict[str, Any]:
     a, b = MediaServer(ServerConfig(port=0)), MediaServer(ServerConfig(port=0))
-    await a.start(http=False)
-    await b.start(http=False)
+    await a.start()
+    await b.start()
     direct, piped = Receiver(), Receiver()
     sender, sender_addr = await endpoint(asyncio.DatagramProtocol())
     t1, addr1 = await endpoint(direct)

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import uvloop
 
-from mediasrv import __version__
 from mediasrv.config import DEFAULT_CONFIG, ServerConfig
 from mediasrv.config_file import config_from_dict, load_config, read_file, with_environment
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.logs import configure_logging
 from mediasrv.media_server import MediaServer
+from mediasrv.version import __version__
 
 log = logging.getLogger("mediasrv")
 
@@ -100,6 +101,7 @@ async def until_stopped(
 async def serve(config: ServerConfig) -> None:
     stop = stop_signals()
     server = MediaServer(config)
+    HttpFrontend(server)
     await server.start()
     assert server.http_address is not None
     host, port = server.http_address
@@ -113,7 +115,7 @@ async def serve(config: ServerConfig) -> None:
 
 async def serve_supervised(config: ServerConfig) -> None:
     """Worker processes behind a supervisor (``processes`` other than 1)."""
-    from mediasrv.supervisor import Supervisor
+    from mediasrv.cluster.supervisor import Supervisor
 
     stop = stop_signals()
     supervisor = Supervisor(config)
@@ -159,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mediasrv: invalid configuration: {exc}", file=sys.stderr)
             return 2
         configure_logging(config)
-        from mediasrv.supervisor import supervised
+        from mediasrv.cluster.supervisor import supervised
 
         run = serve_supervised if supervised(config) else serve
         with contextlib.suppress(KeyboardInterrupt):

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv import _core
 from mediasrv.events import Emitter
+from mediasrv.producer import Producer
 from mediasrv.rtp_capabilities import EXT_ABS_SEND_TIME, SUBSCRIBE_EXTENSIONS
 
-if TYPE_CHECKING:
-    from mediasrv.producer import Producer
-    from mediasrv.transport import Transport
+
+class ConsumerTransport(Protocol):
+    """What a consumer needs of the transport it sends on (a Transport)."""
+
+    @property
+    def plane(self) -> _core.PlaneTransport: ...
+
+    @property
+    def connected(self) -> bool: ...
 
 
 class Consumer(Emitter):
-    """Events: ``close``, ``pause``, ``resume``. close() is idempotent."""
+    """Events: ``close``, ``pause``, ``resume``. close() is idempotent; its transport forgets
+    it on ``close``. The strategies: SimpleConsumer (here), SimulcastConsumer,
+    LayerConsumer."""
 
     type = "simple"
+    # the layer it switches to, and the one it climbs toward (a simulcast consumer's choice)
+    target_layer: int | None = None
+    desired_layer: int | None = None
 
     def __init__(
         self,
         producer: Producer,
-        transport: Transport,
+        transport: ConsumerTransport,
         *,
         ssrc: int,
         rtx_ssrc: int,
@@ -109,6 +120,21 @@ class Consumer(Emitter):
 
     def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
         """A simulcast layer appeared (only SimulcastConsumer uses it)."""
+
+    def layers_in_use(self) -> set[int]:
+        """The layers of its producer that must stay encoded for this consumer: what it
+        forwards, what it switches to, and every layer up to the one it climbs toward (it
+        climbs one layer at a time, so each step must stay encoded; found in review: pausing
+        the layer in between left a consumer stuck on layer 0). None while not started or
+        paused."""
+        if not self.started or self.paused:
+            return set()
+        current = self.current_layer()
+        wanted = {layer for layer in (current, self.target_layer) if layer is not None}
+        desired = self.desired_layer
+        if desired is not None:
+            wanted.update(range(min(current or 0, desired), desired + 1))
+        return wanted
 
     MAX_TEMPORAL_LAYER = 3  # VP8 carries up to four temporal layers
 
@@ -197,11 +223,9 @@ class Consumer(Emitter):
         if self.closed:
             return
         self.closed = True
-        self.transport.worker.closed_totals.update(self.counters())
         self.plane.close()
         self.producer.consumers.pop(self.id, None)
         self.producer.awaiting_keyframe.discard(self)
-        self.transport._consumer_closed(self)
         self.emit("close")
 
 
@@ -209,202 +233,3 @@ class SimpleConsumer(Consumer):
     """Forwards the producer's single stream as it is."""
 
     type = "simple"
-
-
-class LayerConsumer(SimpleConsumer):
-    """Forwards one simulcast layer of a producer as it is, never switching: a pipe carries
-    each layer of a simulcast producer with one of these, so that the other side's
-    subscribers choose among all the layers themselves. It keeps its layer wanted (encoded by
-    the publisher) while it runs."""
-
-    type = "layer"
-
-    def __init__(self, producer: Producer, transport: Transport, *, layer: int, **kwargs: Any):
-        if layer not in producer.layers:
-            raise ValueError(f"the producer has no layer {layer} yet")
-        self.layer = layer
-        self.desired_layer = layer  # what Producer._tick_layer_use keeps encoded
-        super().__init__(producer, transport, **kwargs)
-
-    def _source(self) -> _core.PlaneStream:
-        return self.producer.layers[self.layer]
-
-
-class SimulcastConsumer(Consumer):
-    """Forwards one of the producer's simulcast layers, chosen per subscriber. Switching happens
-    in the data plane at a keyframe of the new layer, with sequence numbers, timestamps and VP8
-    PictureID/TL0PICIDX continuous.
-
-    Policy: the preferred layer (the highest by default), reached one step at a time, UP_DELAY
-    seconds apart, while the subscriber is not congested; congestion — its estimate (REMB) under
-    CONGESTION_SHARE of what this consumer sends, outside GRACE seconds after a step up, or
-    LOSS_DOWN loss in its receiver reports — moves it at once to the highest layer that fits the
-    estimate. A receiver's estimate mostly follows its incoming rate, so it is read as a
-    congestion signal, not as room to grow.
-
-    Events (besides Consumer's): ``layerschange`` (the layer now forwarded)."""
-
-    type = "simulcast"
-    UP_DELAY = 2.0  # seconds without congestion before each step up
-    GRACE = 3.0  # seconds after a step up in which a low estimate is not yet congestion
-    CONGESTION_SHARE = 0.5  # an estimate under this share of what is sent is congestion
-    LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that is congestion
-
-    def _setup(self) -> None:
-        """Attach to every layer the producer has so far (later ones: layer_added)."""
-        self.preferred_layer: int | None = None  # None: the highest
-        self.target_layer: int | None = None
-        self.layer_changes = 0
-        self._switches_seen = 0
-        self._calm_since = 0.0  # last congestion or step up
-        self._raised_at = -1e9  # last step up
-        self._sent_seen: tuple[int, float] | None = None
-        self.desired_layer: int | None = None
-        self.plane.set_vp8_continuity(self.producer.codec.name == "VP8")
-        for stream in self.producer.layers.values():
-            if stream is not self.plane.stream:
-                self.plane.attach_layer(stream)
-
-    def start(self) -> None:
-        if self.closed:
-            return
-        super().start()
-        self.allocate(float("inf"), time.monotonic(), immediate=True)
-
-    def layer_added(self, layer: int, stream: _core.PlaneStream) -> None:
-        self.plane.attach_layer(stream)
-
-    def set_preferred_layer(self, layer: int | None) -> None:
-        """The highest layer this subscriber wants (None: any); applied at once when lower."""
-        if layer is not None and not 0 <= layer < len(self.producer.rids):
-            raise ValueError(
-                f"layer {layer} is outside 0..{len(self.producer.rids) - 1} of this producer"
-            )
-        self.preferred_layer = layer
-        self.allocate(float("inf"), time.monotonic(), immediate=True)
-
-    def allocate(self, budget: float, now: float, immediate: bool = False) -> float:
-        """Choose the layer to forward (see the class docstring); budget is the subscriber's
-        estimate (REMB) left for this consumer, inf when there is none."""
-        if not self.started or self.closed:
-            return 0.0
-        producer = self.producer
-        known = sorted(producer.layers)
-        active = [layer for layer in producer.active_layers() if layer in producer.layers]
-        if not active:
-            active = known
-        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
-        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
-        rates = dict(producer.layer_bitrates)
-        sent = self._measure_sent(now)
-        current = self.target_layer
-        in_grace = now - self._raised_at < self.GRACE
-        congested = self.fraction_lost > self.LOSS_DOWN or (
-            sent is not None and sent > 0 and budget < sent * self.CONGESTION_SHARE and not in_grace
-        )
-        if congested:
-            # the estimate (or the loss) says the link no longer carries what is sent: the
-            # highest layer that fits it, at once
-            limit = (
-                min(budget, (sent or budget) * 0.8)
-                if self.fraction_lost > self.LOSS_DOWN
-                else budget
-            )
-            fitting = [layer for layer in allowed if rates.get(layer, 0) <= limit]
-            choice = max(fitting) if fitting else min(allowed)
-            self._calm_since = now
-            desired = choice
-        else:
-            # no congestion: the preferred layer, reached one step at a time, UP_DELAY apart
-            desired = ceiling if ceiling in known else max(known)
-            if current is None or immediate or current not in allowed or current > desired:
-                choice = (
-                    max(layer for layer in allowed if layer <= desired)
-                    if any(layer <= desired for layer in allowed)
-                    else min(allowed)
-                )
-            else:
-                higher = [layer for layer in allowed if current < layer <= desired]
-                if higher and now - self._calm_since >= self.UP_DELAY:
-                    choice = min(higher)
-                    self._calm_since = now
-                    self._raised_at = now
-                else:
-                    choice = current
-        # a subscriber that cannot carry even the lowest layer gets its base temporal layer
-        starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
-        preferred_t = self.preferred_temporal_layer
-        self._apply_temporal(
-            0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
-        )
-        self.desired_layer = desired
-        self._set_target(choice)
-        self._note_switches()
-        return float(rates.get(self.target_layer or 0, 0))
-
-    def _measure_sent(self, now: float) -> float | None:
-        """This consumer's own sending rate (bit/s) since the previous allocation."""
-        previous = self._sent_seen
-        self._sent_seen = (self.plane.bytes, now)
-        if previous is None or now - previous[1] < 0.2:
-            return None
-        return (self.plane.bytes - previous[0]) * 8 / (now - previous[1])
-
-    def _set_target(self, layer: int) -> None:
-        if layer == self.target_layer:
-            return
-        self.target_layer = layer
-        stream = self.producer.layers[layer]
-        self.plane.set_target(stream)
-        if self.plane.target is not None and not self.plane.paused:
-            self.producer.awaiting_keyframe.add(self)
-            if self.transport.connected:
-                self.producer.request_keyframe(force=True, layer=layer)
-
-    def _note_switches(self) -> None:
-        switches = self.plane.layer_switches
-        if switches != self._switches_seen:
-            self._switches_seen = switches
-            self.layer_changes += 1
-            self.emit("layerschange", self.current_layer())
-
-    def stats(self) -> dict[str, Any]:
-        stats = super().stats()
-        stats["preferredLayer"] = self.preferred_layer
-        stats["targetLayer"] = self.target_layer
-        return stats
-
-
-class LayerError(ValueError):
-    """A preferred layer that does not fit the consumer: ``reason`` is ``layer_invalid`` (not
-    an integer or null) or ``layer_not_simulcast``; the message says which key."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def set_preferred_layers(consumer: Consumer, changes: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``{"spatialLayer"?: int | None, "temporalLayer"?: int | None}`` to a consumer
-    (signaling's setPreferredLayers and the admin API); the layers now. LayerError when a
-    value is not an integer or null, out of range, or spatial on a non-simulcast consumer."""
-    for key in ("spatialLayer", "temporalLayer"):
-        value = changes.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise LayerError("layer_invalid", f"{key} must be an integer or null")
-    if "spatialLayer" in changes and not isinstance(consumer, SimulcastConsumer):
-        raise LayerError("layer_not_simulcast", "the consumer's producer is not simulcast")
-    spatial = changes.get("spatialLayer")
-    layers = len(consumer.producer.rids)
-    if spatial is not None and not 0 <= spatial < layers:
-        # checked before anything changes: a refused request changes nothing
-        raise ValueError(f"layer {spatial} is outside 0..{layers - 1} of this producer")
-    if "temporalLayer" in changes:
-        consumer.set_preferred_temporal_layer(changes["temporalLayer"])
-    if isinstance(consumer, SimulcastConsumer) and "spatialLayer" in changes:
-        consumer.set_preferred_layer(changes["spatialLayer"])
-    return {
-        "preferredLayer": getattr(consumer, "preferred_layer", None),
-        "targetLayer": consumer.wanted_layer(),
-        "preferredTemporalLayer": consumer.preferred_temporal_layer,
-    }

@@ -4,12 +4,10 @@ DataProducer's messages. The channel's ``protocol`` names the producing peer."""
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mediasrv.data_producer import DataProducer
 from mediasrv.events import Emitter
-
-if TYPE_CHECKING:
-    from mediasrv.data_producer import DataProducer
 
 MAX_BUFFERED = 4 * 1024 * 1024  # a subscriber that falls this far behind loses messages
 

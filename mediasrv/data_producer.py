@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv.events import Emitter
 
-if TYPE_CHECKING:
-    from mediasrv.data_consumer import DataConsumer
-
 MAX_MESSAGES_PER_SECOND = 200
 MAX_BYTES_PER_SECOND = 2_000_000
+
+
+class DataSink(Protocol):
+    """What a data producer needs of its consumers (a DataConsumer)."""
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DataProducer(Emitter):
@@ -26,7 +31,7 @@ class DataProducer(Emitter):
         self.label: str = channel.label
         self.owner_id = owner_id
         self.max_message_size = max_message_size
-        self.consumers: dict[str, DataConsumer] = {}
+        self.consumers: dict[str, DataSink] = {}
         self.messages = 0
         self.dropped_too_large = 0
         self.dropped_rate = 0

@@ -1,7 +1,9 @@
-"""MediaServer: the embeddable server — workers, rooms, and the HTTP/WebSocket front door.
+"""MediaServer: the embeddable server — its workers, rooms and plugins, and the frontends
+clients reach it through.
 
 server = MediaServer(ServerConfig(port=8080))
-await server.start()          # workers bound, HTTP listening
+HttpFrontend(server)          # signaling, the client SDK, health, metrics, admin API
+await server.start()          # workers bound, frontends listening
 server.rooms                  # {room id: Room}
 await server.close()
 """
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import WSCloseCode, web
+from prometheus_client import CollectorRegistry, generate_latest
 
 from mediasrv.config import DEFAULT_CONFIG, ServerConfig
 from mediasrv.events import Emitter
@@ -22,6 +24,16 @@ from mediasrv.room import Room
 from mediasrv.worker import Worker
 
 log = logging.getLogger("mediasrv")
+
+
+class Frontend(Protocol):
+    """A way for clients to reach the server (:class:`mediasrv.http.HttpFrontend`): it is
+    added before :meth:`MediaServer.start`, starts once the workers run (before the plugins'
+    ``setup``), and closes after the rooms and plugins, before the workers."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class TooManyRooms(Exception):
@@ -38,9 +50,7 @@ class MediaServer(Emitter):
         self.config = config
         self.workers: list[Worker] = []
         self.rooms: dict[str, Room] = {}
-        self._runner: web.AppRunner | None = None
-        self._app: web.Application | None = None
-        self.signaling_sessions: set[web.WebSocketResponse] = set()
+        self.frontends: list[Frontend] = []
         self.rejected: Counter[str] = Counter()  # requests refused, by reason
         # recordings: bytes written, records dropped, write errors (all recordings so far)
         self.recording_totals: Counter[str] = Counter()
@@ -48,32 +58,22 @@ class MediaServer(Emitter):
         self.plugins = PluginManager(self)
         for spec in config.plugins:
             self.plugins.load(spec.name, spec.config)
+        # the server's Prometheus registry (no global state: several servers in one process
+        # keep theirs apart); the HTTP frontend adds the server's collectors and serves it,
+        # plugins may register theirs
+        self.metrics = CollectorRegistry(auto_describe=False)
+        # where the HTTP frontend listens (signaling, and the metrics when apart): set by it
         self.http_address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
         self.closed = False
         self.started = False
         self.draining = False
-        from mediasrv.metrics import LoopLagMonitor, server_registry
 
-        self.metrics = server_registry(self)
-        self.loop_lag = LoopLagMonitor(self.metrics)
-        self._metrics_runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-        from mediasrv.room_links import RoomLinks
-
-        self.links = RoomLinks(self)  # rooms spread over worker processes (supervisor)
-
-    @property
-    def app(self) -> web.Application:
-        """The HTTP application: signaling, the client SDK, health, metrics, admin API and the
-        plugins' routes (mounted at start). An embedding service adds its own routes or
-        sub-applications here before :meth:`start` (paths outside ``/ws``, ``/client``,
-        ``/admin``, ``/plugins`` and the health checks)."""
-        if self._app is None:
-            from mediasrv.http_app import create_app
-
-            self._app = create_app(self)
-        return self._app
+    def add_frontend(self, frontend: Frontend) -> None:
+        """Start and close this frontend with the server (before :meth:`start`)."""
+        if self.started:
+            raise RuntimeError("frontends are added before the server starts")
+        self.frontends.append(frontend)
 
     @property
     def ready(self) -> bool:
@@ -82,16 +82,14 @@ class MediaServer(Emitter):
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition of this server's metrics."""
-        from mediasrv.metrics import exposition
-
-        return exposition(self.metrics)
+        return generate_latest(self.metrics)
 
     @property
     def any_token(self) -> bool:
         """True when no tokens are configured: every signaling token is accepted."""
         return self.config.tokens is None
 
-    async def start(self, *, http: bool = True) -> None:
+    async def start(self) -> None:
         if self.started:
             return
         self.started = True
@@ -106,29 +104,8 @@ class MediaServer(Emitter):
                 "no signaling tokens configured: any token is accepted "
                 "(development default; set tokens before exposing the server)"
             )
-        if http:
-            app = self.app
-            self.plugins.mount(app)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.config.host, self.config.port)
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            port = sockets[0].getsockname()[1] if sockets else self.config.port
-            self.http_address = (self.config.host, port)
-            metrics = self.config.metrics
-            if metrics.enabled and metrics.host:
-                from mediasrv.http_app import create_metrics_app
-
-                self._metrics_runner = web.AppRunner(create_metrics_app(self), access_log=None)
-                await self._metrics_runner.setup()
-                msite = web.TCPSite(self._metrics_runner, metrics.host, metrics.port)
-                await msite.start()
-                msockets = getattr(getattr(msite, "_server", None), "sockets", None) or []
-                mport = msockets[0].getsockname()[1] if msockets else metrics.port
-                self.metrics_address = (metrics.host, mport)
-        self._tasks.append(asyncio.ensure_future(self.loop_lag.run()))
+        for frontend in self.frontends:
+            await frontend.start()
         await self.plugins.start()
 
     def count_rejected(self, reason: str) -> None:
@@ -153,13 +130,14 @@ class MediaServer(Emitter):
             "recordingstop",
             lambda recording, reason: self.emit("recordingstopped", room, recording, reason),
         )
-        room.on("close", lambda: self.emit("roomclose", room))
+        room.on("close", lambda: self._room_closed(room))
         self.emit("room", room)
         return room
 
     def _room_closed(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:
             del self.rooms[room.id]
+        self.emit("roomclose", room)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -208,8 +186,6 @@ class MediaServer(Emitter):
         if self.closed:
             return
         self.closed = True
-        for task in self._tasks:
-            task.cancel()
         recordings = [r.recording for r in self.rooms.values() if r.recording is not None]
         for room in list(self.rooms.values()):
             room.stop_recording("server_stopping")
@@ -217,18 +193,7 @@ class MediaServer(Emitter):
         for recording in recordings:  # journals fsynced and closed, manifests written
             await recording.settled()
         await self.plugins.close()
-        # tell every client, instead of leaving them to time out on a dead connection
-        await asyncio.gather(
-            *(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-                for ws in list(self.signaling_sessions)
-            ),
-            return_exceptions=True,
-        )
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.links.close()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        for frontend in reversed(self.frontends):  # clients are told, listeners stop
+            await frontend.close()
         await asyncio.gather(*(w.close() for w in self.workers))
         self.emit("close")

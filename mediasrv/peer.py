@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv import _core
+from mediasrv.config import ServerConfig
 from mediasrv.consumer import Consumer
 from mediasrv.data_consumer import DataConsumer
 from mediasrv.data_producer import DataProducer
 from mediasrv.events import Emitter
-from mediasrv.negotiation import (
+from mediasrv.identity import Identity
+from mediasrv.producer import Producer
+from mediasrv.router import Router
+from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID
+from mediasrv.sdp.negotiation import (
     MAX_MESSAGE_SIZE,
     NegotiationError,
     OfferedTrack,
@@ -24,18 +29,53 @@ from mediasrv.negotiation import (
     build_subscribe_offer,
     parse_subscribe_answer,
 )
-from mediasrv.plugin import Identity
-from mediasrv.producer import Producer
-from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID
-
-if TYPE_CHECKING:
-    from mediasrv.room import Room
-    from mediasrv.webrtc_transport import WebRtcTransport
+from mediasrv.webrtc_transport import WebRtcTransport
 
 log = logging.getLogger("mediasrv.peer")
 
 CONTROL_LABEL_PREFIX = "mediasrv"  # data channel labels the server keeps for itself
 Notify = Callable[[str, dict[str, Any]], None]
+
+
+class DataChannelOwner(Protocol):
+    """Who takes the data channels of its labels instead of the room (a Plugin)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def on_data_channel(self, peer: Peer, channel: Any) -> None: ...
+
+
+class DataChannelOwners(Protocol):
+    """The owners of data channel labels (a PluginManager)."""
+
+    def for_label(self, label: str) -> DataChannelOwner | None: ...
+
+
+class PeerServer(Protocol):
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def plugins(self) -> DataChannelOwners: ...
+
+
+class PeerRoom(Protocol):
+    """What a peer needs of its room (a Room): the router its transports are made on, the
+    other peers, and the server's limits and data channel owners. ``mediasrv.room.room_of``
+    gives the whole Room."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def peers(self) -> Mapping[str, Peer]: ...
+
+    @property
+    def server(self) -> PeerServer: ...
 
 
 @dataclass
@@ -57,7 +97,7 @@ class Peer(Emitter):
 
     def __init__(
         self,
-        room: Room,
+        room: PeerRoom,
         display_name: str,
         notify: Notify,
         *,

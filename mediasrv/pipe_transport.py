@@ -32,16 +32,14 @@ there is one pipe transport on each side; every producer piped between them goes
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mediasrv.consumer import LayerConsumer
+from mediasrv.consumer import Consumer
+from mediasrv.layer_consumer import LayerConsumer
 from mediasrv.plain_rtp_transport import PlainRtpTransport
+from mediasrv.producer import Producer
 from mediasrv.rtp_capabilities import SUBSCRIBE_EXTENSIONS
-
-if TYPE_CHECKING:
-    from mediasrv.consumer import Consumer
-    from mediasrv.producer import Producer
-    from mediasrv.router import Router
+from mediasrv.transport import TransportRouter
 
 OFFER_KEYS = ("kind", "mimeType", "payloadType", "ssrc", "rtxPayloadType", "rtxSsrc",
               "extensions", "producerId", "appData")  # fmt: skip
@@ -56,10 +54,10 @@ class PipeError(ValueError):
 class PipeTransport(PlainRtpTransport):
     kind = "pipe"
 
-    def __init__(self, router: Router, **kwargs: Any) -> None:
+    def __init__(self, router: TransportRouter, **kwargs: Any) -> None:
         super().__init__(router, **kwargs)
-        self._rooms: dict[str, Router] = {}  # received producer id -> the router it joined
-        self._target: Router | None = None
+        self._rooms: dict[str, TransportRouter] = {}  # received producer id -> the router it joined
+        self._target: TransportRouter | None = None
         # producers sent from here: id -> their consumers on this pipe, one per layer
         self._sent: dict[str, list[Consumer]] = {}
         # layers of a sent simulcast producer whose first packet has not come yet
@@ -70,7 +68,7 @@ class PipeTransport(PlainRtpTransport):
         # the listeners on each sent producer, removed when it stops being sent
         self._listening: dict[str, list[tuple[Producer, str, Callable[..., None]]]] = {}
 
-    def router_of(self, producer: Producer) -> Router:
+    def router_of(self, producer: Producer) -> TransportRouter:
         return self._rooms.get(producer.id, self.router)
 
     @property
@@ -215,7 +213,7 @@ class PipeTransport(PlainRtpTransport):
 
     # ---- the receiving side ----
 
-    def receive(self, offer: object, router: Router | None = None) -> Producer:
+    def receive(self, offer: object, router: TransportRouter | None = None) -> Producer:
         """The producer the other side's :meth:`send` carries here, a producer of ``router``
         (default: this transport's; a worker's shared pipe serves every room's router). It
         closes when that router closes."""
@@ -237,8 +235,6 @@ class PipeTransport(PlainRtpTransport):
             producer = self._produce(o)
         finally:
             self._target = None
-        if target is not self.router:
-            target.once("close", producer.close)
         return producer
 
     def add_producer(self, producer: Producer) -> None:

@@ -25,16 +25,12 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mediasrv import _core
 from mediasrv.producer import Producer
 from mediasrv.rtp_capabilities import CODECS
-from mediasrv.transport import Transport
-
-if TYPE_CHECKING:
-    from mediasrv.router import Router
-
+from mediasrv.transport import Transport, TransportRouter
 
 SRTP_SUITES = ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80")
 
@@ -46,7 +42,7 @@ class PlainRtpTransport(Transport):
 
     def __init__(
         self,
-        router: Router,
+        router: TransportRouter,
         *,
         max_incoming_bitrate: int,
         srtp: str | None = None,

@@ -10,26 +10,81 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from mediasrv.denied import Denied
+from mediasrv.identity import Identity
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from prometheus_client import CollectorRegistry
 
-    from mediasrv.media_server import MediaServer
+    from mediasrv.config import ServerConfig
     from mediasrv.peer import Peer
     from mediasrv.producer import Producer
     from mediasrv.room import Room
 
+__all__ = [
+    "API_VERSION",
+    "Denied",
+    "Identity",
+    "JoinRequest",
+    "Plugin",
+    "PluginConfigError",
+    "PluginHost",
+    "PluginRegistry",
+    "Setting",
+    "long_secret",
+    "non_empty",
+    "string_list",
+    "validate_config",
+]
+
 API_VERSION = 1
 
 
-class Denied(Exception):
-    """Raised by a gate hook to refuse; ``code`` and ``message`` reach the client."""
+class PluginRegistry(Protocol):
+    """The server's enabled plugins, as a plugin sees them (``server.plugins``)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+    def get(self, name: str) -> Plugin | None:
+        """The enabled plugin of that name, if any."""
+        ...
+
+    def listen(self, plugin: Plugin, event: str, listener: Callable[..., Any]) -> None:
+        """A plugin's listener for a server event (see :meth:`Plugin.on`)."""
+        ...
+
+    async def gate(self, hook: str, *args: Any) -> None:
+        """Run a gate hook of every plugin that has it; the first Denied propagates."""
+        ...
+
+
+class PluginHost(Protocol):
+    """The server as its plugins see it: what a plugin may use of ``self.server``
+    (:class:`~mediasrv.media_server.MediaServer` is one)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def rooms(self) -> Mapping[str, Room]: ...
+
+    @property
+    def plugins(self) -> PluginRegistry: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def metrics(self) -> CollectorRegistry:
+        """The server's Prometheus registry: a plugin's own metrics go here."""
+        ...
+
+    def get_or_create_room(self, room_id: str) -> Room: ...
+
+    def count_rejected(self, reason: str) -> None: ...
+
+    def on(self, event: str, f: Callable[..., Any]) -> Callable[..., Any]: ...
 
 
 class PluginConfigError(ValueError):
@@ -46,21 +101,6 @@ class Setting:
     help: str = ""
     check: Callable[[Any], bool] | None = None  # an extra test of the value
     secret: bool = False  # never logged or shown
-
-
-@dataclass
-class Identity:
-    """Who a peer is, as an authenticate hook established it."""
-
-    subject: str  # a stable, pseudonymous id (never a national identity code in clear)
-    display_name: str = ""
-    roles: frozenset[str] = frozenset()
-    method: str = ""  # how the person was identified (e.g. the acr of an OIDC token)
-    claims: dict[str, Any] = field(default_factory=dict)  # safe-to-log extra facts
-    plugin: str = ""  # the plugin that established it
-    # personal data other plugins may need for their decisions (e.g. "identity_code",
-    # "birthdate"): never logged, never sent to clients, never in repr()
-    private: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -100,7 +140,7 @@ class Plugin:
     # data channel labels this plugin owns (channels with them go to on_data_channel)
     data_labels: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, server: MediaServer, config: Mapping[str, Any]) -> None:
+    def __init__(self, server: PluginHost, config: Mapping[str, Any]) -> None:
         self.server = server
         self.config: dict[str, Any] = dict(config)
 

@@ -9,20 +9,19 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from mediasrv.denied import Denied
+from mediasrv.identity import Identity
 from mediasrv.plugin import (
     API_VERSION,
-    Denied,
-    Identity,
     JoinRequest,
     Plugin,
     PluginConfigError,
+    PluginHost,
     validate_config,
 )
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("mediasrv.plugins")
 
@@ -46,7 +45,7 @@ class PluginManager:
     :class:`Denied` wins; a hook that raises anything else refuses too (``plugin_error``), is
     logged and counted: a broken plugin fails closed."""
 
-    def __init__(self, server: MediaServer) -> None:
+    def __init__(self, server: PluginHost) -> None:
         self.server = server
         self.plugins: list[Plugin] = []
         self.calls: Counter[tuple[str, str]] = Counter()  # (plugin, hook) -> calls

@@ -4,31 +4,59 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv import _core
 from mediasrv.events import Emitter
 from mediasrv.rtp_capabilities import EXT_AUDIO_LEVEL, CodecSpec
-
-if TYPE_CHECKING:
-    from mediasrv.consumer import Consumer
-    from mediasrv.transport import Transport
 
 KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds between two PLI/FIR sent to one publisher
 PAUSE_UNUSED_AFTER = 5.0  # seconds a simulcast layer nobody wants keeps being encoded
 PACKET_CACHE_SIZE = 1024
 
 
+class ProducerTransport(Protocol):
+    """What a producer needs of the transport it arrives on (a Transport)."""
+
+    @property
+    def plane(self) -> _core.PlaneTransport: ...
+
+    def send_pli(self, *media_ssrcs: int) -> bool: ...
+
+    def producer_layer_added(self, producer: Producer, stream: _core.PlaneStream) -> None:
+        """A simulcast layer of the producer arrived on a new SSRC."""
+        ...
+
+
+class ProducerConsumer(Protocol):
+    """What a producer needs of its consumers (a Consumer)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def plane(self) -> _core.PlaneConsumer: ...
+
+    def layers_in_use(self) -> set[int]: ...
+
+    def waiting_for_layer(self) -> int | None: ...
+
+    def layer_added(self, layer: int, stream: _core.PlaneStream) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Producer(Emitter):
     """A published track. A simulcast producer has one data-plane stream per RID layer (index 0
     is the lowest), created as each layer's first packet arrives.
 
-    Events: ``close``, ``layer`` (index, stream: a simulcast layer appeared). close() is
-    idempotent and closes every consumer first."""
+    Events: ``close``, ``layer`` (index, stream: a simulcast layer appeared),
+    ``layerswanted`` (the layers to encode, see _tick_layer_use). close() is idempotent and
+    closes every consumer first; its transport and router forget it on ``close``."""
 
     def __init__(
         self,
-        transport: Transport,
+        transport: ProducerTransport,
         *,
         kind: str,
         codec: CodecSpec,
@@ -55,9 +83,9 @@ class Producer(Emitter):
         self.extensions = dict(extensions)
         self.rids = list(rids or [])
         self.app_data = dict(app_data or {})
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, ProducerConsumer] = {}
         # started video consumers still waiting for a keyframe (see retry_keyframe)
-        self.awaiting_keyframe: set[Consumer] = set()
+        self.awaiting_keyframe: set[ProducerConsumer] = set()
         self.closed = False
         self.paused = False
         self.keyframe_requests = 0
@@ -105,7 +133,7 @@ class Producer(Emitter):
         if not 0 <= layer < len(self.rids) or layer in self.layers:
             raise ValueError(f"layer {layer} is not a missing layer of this producer")
         stream = self._add_stream(layer, ssrc, 0)
-        self.transport._producer_ssrc_added(self, ssrc)
+        self.transport.producer_layer_added(self, stream)
         for consumer in list(self.consumers.values()):
             consumer.layer_added(layer, stream)
         self.emit("layer", layer, stream)
@@ -152,19 +180,7 @@ class Producer(Emitter):
             return
         wanted = {0}
         for consumer in self.consumers.values():
-            if not consumer.started or consumer.paused:
-                continue
-            # what it forwards, what it switches to, and every layer up to what it would take:
-            # it climbs one layer at a time, so each step must stay encoded (found in review:
-            # pausing the layer in between left a consumer stuck on layer 0)
-            current = consumer.current_layer()
-            target = getattr(consumer, "target_layer", None)
-            desired = getattr(consumer, "desired_layer", None)
-            for layer in (current, target):
-                if layer is not None:
-                    wanted.add(layer)
-            if desired is not None:
-                wanted.update(range(min(current or 0, desired), desired + 1))
+            wanted |= consumer.layers_in_use()
         for layer in wanted:
             self._layer_wanted_at[layer] = now
         active = [
@@ -277,9 +293,7 @@ class Producer(Emitter):
         self.closed = True
         for consumer in list(self.consumers.values()):
             consumer.close()
-        self.transport.worker.closed_totals.update(self.counters())
         self.awaiting_keyframe.clear()
         for stream in self.layers.values():
             stream.close()
-        self.transport._producer_closed(self)
         self.emit("close")

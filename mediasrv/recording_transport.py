@@ -11,13 +11,10 @@ ProducerRecording` takes the records from there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mediasrv import _core
-from mediasrv.transport import Transport
-
-if TYPE_CHECKING:
-    from mediasrv.router import Router
+from mediasrv.transport import Transport, TransportRouter
 
 
 class RecordingTransport(Transport):
@@ -25,7 +22,7 @@ class RecordingTransport(Transport):
 
     def __init__(
         self,
-        router: Router,
+        router: TransportRouter,
         sink: _core.JournalSink,
         *,
         app_data: dict[str, Any] | None = None,

@@ -3,21 +3,49 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
+from mediasrv.config import ServerConfig
 from mediasrv.data_producer import DataProducer
+from mediasrv.denied import Denied
 from mediasrv.events import Emitter
-from mediasrv.peer import Notify, Peer
-from mediasrv.plugin import Denied, Identity
+from mediasrv.identity import Identity
+from mediasrv.peer import DataChannelOwners, Notify, Peer
 from mediasrv.producer import Producer
+from mediasrv.recording.room_recording import Recording
+from mediasrv.router import Router
 from mediasrv.tasks import spawn
 
-if TYPE_CHECKING:
-    from mediasrv.media_server import MediaServer
-    from mediasrv.recording.room_recording import Recording
-    from mediasrv.router import Router
-
 log = logging.getLogger("mediasrv.room")
+
+
+class RoomGates(DataChannelOwners, Protocol):
+    """The plugins' gates as a room runs them (a PluginManager)."""
+
+    def overrides(self, hook: str) -> Sequence[object]: ...
+
+    async def gate(self, hook: str, *args: Any) -> None: ...
+
+
+class RoomHost(Protocol):
+    """What a room needs of its server (a MediaServer): the configuration, the plugins'
+    gates, and the counters it adds to."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def plugins(self) -> RoomGates: ...
+
+    @property
+    def recording_totals(self) -> Counter[str]: ...
+
+    @property
+    def recordings_stopped(self) -> Counter[str]: ...
+
+    def count_rejected(self, reason: str) -> None: ...
 
 
 class RoomFull(Exception):
@@ -35,10 +63,11 @@ class RecordingError(Exception):
 
 class Room(Emitter):
     """Events: ``peerjoined``, ``peerleft``, ``activespeaker``, ``recording`` (a Recording
-    started), ``recordingstop`` (recording, reason), ``close``. A room closes when its last
-    peer leaves; close() stops its recording, makes every peer leave and closes the router."""
+    started), ``recordingstop`` (recording, reason), ``recordingstate`` (its info),
+    ``close``. A room closes when its last peer leaves; close() stops its recording, makes
+    every peer leave and closes the router; its server forgets it on ``close``."""
 
-    def __init__(self, server: MediaServer, room_id: str, router: Router) -> None:
+    def __init__(self, server: RoomHost, room_id: str, router: Router) -> None:
         super().__init__()
         self.id = room_id
         self.server = server
@@ -51,6 +80,8 @@ class Room(Emitter):
         self._remote_recording_seqs: dict[str, int] = {}  # by that address: the last number
         # peers of this room on other worker processes (a spread room): id -> info, "via"
         self.remote_peers: dict[str, dict[str, Any]] = {}
+        # stops the recording another worker of this spread room runs (set by RoomLinks)
+        self.remote_recording_stopper: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
         self.closed = False
         router.on("activespeaker", self._active_speaker)
         router.on("producer", self._producer_added)
@@ -127,8 +158,6 @@ class Room(Emitter):
         """Record these producers (None: the whole room, producers published later too) after
         the plugins' ``authorize_recording`` gates (a Denied propagates). Peers are told
         (``recordingState``)."""
-        from mediasrv.recording.room_recording import Recording
-
         if self.closed:
             raise RecordingError("room_closed", f"room {self.id!r} is closed")
         if self.recording_active:
@@ -183,6 +212,12 @@ class Room(Emitter):
         self._announce_recording()
         self.emit("recording", recording)
         return recording
+
+    async def stop_remote_recording(self) -> dict[str, Any] | None:
+        """Stop the recording another worker of this spread room runs: its info, or None when
+        there is none to stop."""
+        stopper = self.remote_recording_stopper
+        return None if stopper is None else await stopper()
 
     def stop_recording(self, reason: str = "stopped") -> Recording | None:
         """Stop the running recording (its journals flushed and closed); None when none ran."""
@@ -343,5 +378,12 @@ class Room(Emitter):
         for peer in list(self.peers.values()):
             peer.close()
         self.router.close()
-        self.server._room_closed(self)
         self.emit("close")
+
+
+def room_of(peer: Peer) -> Room:
+    """The Room a peer is in (``Peer.room`` is typed by what a peer needs of its room)."""
+    room = peer.room
+    if not isinstance(room, Room):
+        raise TypeError(f"peer {peer.id} is not in a Room")
+    return room

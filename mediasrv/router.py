@@ -4,30 +4,28 @@ detection from RFC 6464 audio levels measured in the data plane."""
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from mediasrv import _core
 from mediasrv.events import Emitter
+from mediasrv.pipe_transport import PipeTransport
+from mediasrv.plain_rtp_transport import PlainRtpTransport
+from mediasrv.producer import Producer
+from mediasrv.recording_transport import RecordingTransport
+from mediasrv.transport import Transport
+from mediasrv.webrtc_transport import WebRtcTransport, WebRtcWorker
 
-if TYPE_CHECKING:
-    from mediasrv import _core
-    from mediasrv.pipe_transport import PipeTransport
-    from mediasrv.plain_rtp_transport import PlainRtpTransport
-    from mediasrv.producer import Producer
-    from mediasrv.recording_transport import RecordingTransport
-    from mediasrv.transport import Transport
-    from mediasrv.webrtc_transport import WebRtcTransport
-    from mediasrv.worker import Worker
-
-_Plain = TypeVar("_Plain", bound="PlainRtpTransport")
+_Plain = TypeVar("_Plain", bound=PlainRtpTransport)
 SPEAKER_MAX_LEVEL = 70  # -dBov: quieter than this is not speech
 SPEAKER_MIN_VOICE_PACKETS = 5  # per interval
 
 
 class Router(Emitter):
     """Events: ``producer`` (added), ``producerclose``, ``activespeaker`` (producer or None),
-    ``close``. close() closes every transport (and so every producer and consumer)."""
+    ``close``. close() closes every transport (and so every producer and consumer), then the
+    producers piped into it from another worker's pipe; its worker forgets it on ``close``."""
 
-    def __init__(self, worker: Worker, app_data: dict[str, Any] | None = None) -> None:
+    def __init__(self, worker: WebRtcWorker, app_data: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.id = uuid.uuid4().hex
         self.worker = worker
@@ -40,8 +38,6 @@ class Router(Emitter):
     def create_webrtc_transport(
         self, *, enable_sctp: bool = True, app_data: dict[str, Any] | None = None
     ) -> WebRtcTransport:
-        from mediasrv.webrtc_transport import WebRtcTransport
-
         if self.closed:
             raise RuntimeError("the router is closed")
         cfg = self.worker.config
@@ -53,14 +49,12 @@ class Router(Emitter):
             enable_sctp=enable_sctp,
             app_data=app_data,
         )
-        self.transports[transport.id] = transport
+        self._add(transport)
         return transport
 
     def create_plain_transport(
         self, *, srtp: str | None = None, app_data: dict[str, Any] | None = None
     ) -> PlainRtpTransport:
-        from mediasrv.plain_rtp_transport import PlainRtpTransport
-
         return self._add_plain(PlainRtpTransport, srtp, app_data)
 
     def create_pipe_transport(
@@ -69,8 +63,6 @@ class Router(Emitter):
         """A transport carrying producers to or from another router's worker (PipeTransport);
         ``connect()`` it to the other side's ``local_address`` (and, with ``srtp``, one of
         SRTP_SUITES, its ``srtp_parameters``)."""
-        from mediasrv.pipe_transport import PipeTransport
-
         return self._add_plain(PipeTransport, srtp, app_data)
 
     def _add_plain(
@@ -80,23 +72,28 @@ class Router(Emitter):
             raise RuntimeError("the router is closed")
         max_bitrate = self.worker.config.max_incoming_bitrate
         transport = kind(self, max_incoming_bitrate=max_bitrate, srtp=srtp, app_data=app_data)
-        self.transports[transport.id] = transport
+        self._add(transport)
         return transport
 
     def create_recording_transport(
         self, sink: _core.JournalSink, *, app_data: dict[str, Any] | None = None
     ) -> RecordingTransport:
         """A transport whose consumers append to a journal sink (see RecordingTransport)."""
-        from mediasrv.recording_transport import RecordingTransport
-
         if self.closed:
             raise RuntimeError("the router is closed")
         transport = RecordingTransport(self, sink, app_data=app_data)
-        self.transports[transport.id] = transport
+        self._add(transport)
         return transport
 
-    def _producer_added(self, producer: Producer) -> None:
+    def _add(self, transport: Transport) -> None:
+        self.transports[transport.id] = transport
+        transport.on("close", lambda: self.transports.pop(transport.id, None))
+
+    def adopt_producer(self, producer: Producer) -> None:
+        """A producer of this router's room: one of its transports', or one piped in from
+        another worker (see PipeTransport.receive). Forgotten when it closes."""
         self.producers[producer.id] = producer
+        producer.on("close", lambda: self._producer_closed(producer))
         self.emit("producer", producer)
 
     def _producer_closed(self, producer: Producer) -> None:
@@ -104,9 +101,6 @@ class Router(Emitter):
             if self.active_speaker is producer:
                 self.active_speaker = None
             self.emit("producerclose", producer)
-
-    def _transport_closed(self, transport: Transport) -> None:
-        self.transports.pop(transport.id, None)
 
     def tick_active_speaker(self) -> None:
         loudest: Producer | None = None
@@ -129,5 +123,6 @@ class Router(Emitter):
         self.closed = True
         for transport in list(self.transports.values()):
             transport.close()
-        self.worker._router_closed(self)
+        for producer in list(self.producers.values()):  # piped in: on another router's pipe
+            producer.close()
         self.emit("close")

@@ -7,15 +7,15 @@ import logging
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any, Protocol
 
 from mediasrv import _core
-from mediasrv.consumer import Consumer, SimpleConsumer, SimulcastConsumer
+from mediasrv.config import MediaConfig
+from mediasrv.consumer import Consumer, SimpleConsumer
 from mediasrv.events import Emitter
 from mediasrv.producer import Producer
-
-if TYPE_CHECKING:
-    from mediasrv.router import Router
+from mediasrv.simulcast_consumer import SimulcastConsumer
 
 log = logging.getLogger("mediasrv.transport")
 
@@ -30,15 +30,51 @@ def ntp_now() -> int:
     return (seconds << 32) | int((now - seconds) * (1 << 32))
 
 
+class TransportWorker(Protocol):
+    """What a transport needs of the worker it runs on (a Worker)."""
+
+    @property
+    def config(self) -> MediaConfig: ...
+
+    @property
+    def plane(self) -> _core.WorkerPlane | None: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def closed_totals(self) -> Counter[str]: ...
+
+    def new_ssrc(self, taken: set[int]) -> int: ...
+
+    def release_ssrcs(self, *ssrcs: int) -> None: ...
+
+    def count_drop(self, reason: str) -> None: ...
+
+
+class TransportRouter(Protocol):
+    """What a transport needs of a router (a Router): its worker, and to hand it the
+    producers that arrive (it forgets them when they close)."""
+
+    @property
+    def worker(self) -> TransportWorker: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def adopt_producer(self, producer: Producer) -> None: ...
+
+
 class Transport(Emitter):
     """Events: ``close``, ``connected``, ``producer``, ``consumer``. close() cascades to the
-    producers and consumers on this transport, then the data-plane endpoint."""
+    producers and consumers on this transport, then the data-plane endpoint; its router
+    forgets it on ``close``."""
 
     kind = "transport"
 
     def __init__(
         self,
-        router: Router,
+        router: TransportRouter,
         *,
         srtp: bool,
         max_incoming_bitrate: int,
@@ -70,7 +106,7 @@ class Transport(Emitter):
     def connected(self) -> bool:
         return bool(self.plane.ready) and self.plane.remote_address is not None
 
-    def router_of(self, producer: Producer) -> Router:
+    def router_of(self, producer: Producer) -> TransportRouter:
         """The router whose room a producer of this transport belongs to (its own; a pipe
         shared by the rooms of a worker says otherwise)."""
         return self.router
@@ -79,11 +115,13 @@ class Transport(Emitter):
         self.producers[producer.id] = producer
         for stream in producer.layers.values():
             self._producers_by_ssrc[stream.ssrc] = producer
-        self.router_of(producer)._producer_added(producer)
+        producer.on("close", lambda: self._producer_closed(producer))
+        self.router_of(producer).adopt_producer(producer)
         self.emit("producer", producer)
 
-    def _producer_ssrc_added(self, producer: Producer, ssrc: int) -> None:
-        self._producers_by_ssrc[ssrc] = producer
+    def producer_layer_added(self, producer: Producer, stream: _core.PlaneStream) -> None:
+        """A simulcast layer of a producer of this transport arrived on a new SSRC."""
+        self._producers_by_ssrc[stream.ssrc] = producer
 
     def consume(
         self, producer: Producer, *, paused: bool = False, app_data: dict[str, Any] | None = None
@@ -95,8 +133,8 @@ class Transport(Emitter):
         if producer.closed:
             raise RuntimeError("the producer is closed")
         taken = set(self._consumers_by_ssrc)
-        ssrc = self.router.worker.new_ssrc(taken)
-        rtx_ssrc = self.router.worker.new_ssrc(taken | {ssrc}) if producer.kind == "video" else 0
+        ssrc = self.worker.new_ssrc(taken)
+        rtx_ssrc = self.worker.new_ssrc(taken | {ssrc}) if producer.kind == "video" else 0
         kind = SimulcastConsumer if producer.simulcast else SimpleConsumer
         consumer = kind(
             producer, self, ssrc=ssrc, rtx_ssrc=rtx_ssrc, paused=paused, app_data=app_data
@@ -109,15 +147,17 @@ class Transport(Emitter):
         self.consumers[consumer.id] = consumer
         self._consumers_by_ssrc[consumer.ssrc] = consumer
         consumer.producer.consumers[consumer.id] = consumer
+        consumer.on("close", lambda: self._consumer_closed(consumer))
         self.emit("consumer", consumer)
 
     def _producer_closed(self, producer: Producer) -> None:
+        self.worker.closed_totals.update(producer.counters())
         self.producers.pop(producer.id, None)
         for stream in producer.layers.values():
             self._producers_by_ssrc.pop(stream.ssrc, None)
-        self.router_of(producer)._producer_closed(producer)
 
     def _consumer_closed(self, consumer: Consumer) -> None:
+        self.worker.closed_totals.update(consumer.counters())
         self.worker.release_ssrcs(consumer.ssrc, consumer.rtx_ssrc)
         self.consumers.pop(consumer.id, None)
         self._consumers_by_ssrc.pop(consumer.ssrc, None)
@@ -300,5 +340,4 @@ class Transport(Emitter):
         for producer in list(self.producers.values()):
             producer.close()
         self.plane.close()
-        self.router._transport_closed(self)
         self.emit("close")

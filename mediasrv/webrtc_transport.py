@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 
 from mediasrv import _core
+from mediasrv.certificate import Certificate
 from mediasrv.dtls_session import DtlsError, DtlsRole, DtlsSession
-from mediasrv.negotiation import (
+from mediasrv.sctp_adapter import SctpDtlsAdapter
+from mediasrv.sdp.negotiation import (
     MAX_MESSAGE_SIZE,
     SCTP_PORT,
     LocalParameters,
@@ -20,14 +22,37 @@ from mediasrv.negotiation import (
     RemoteParameters,
     new_ice_credentials,
 )
-from mediasrv.sctp_adapter import SctpDtlsAdapter
 from mediasrv.tasks import spawn
-from mediasrv.transport import Transport
-
-if TYPE_CHECKING:
-    from mediasrv.router import Router
+from mediasrv.transport import Transport, TransportRouter, TransportWorker
 
 log = logging.getLogger("mediasrv.webrtc")
+
+
+class WebRtcWorker(TransportWorker, Protocol):
+    """What a WebRtcTransport needs of its worker (a Worker) besides what every transport
+    does: the DTLS certificate, the address it announces, the ICE-lite responder's table of
+    usernames, and the failure counters."""
+
+    @property
+    def certificate(self) -> Certificate: ...
+
+    @property
+    def announced_ip(self) -> str: ...
+
+    def register_ice(self, transport: WebRtcTransport) -> None: ...
+
+    def unregister_ice(self, transport: WebRtcTransport) -> None: ...
+
+    def count_dtls_failure(self, reason: str) -> None: ...
+
+    def count_ice_failure(self, reason: str) -> None: ...
+
+
+class WebRtcRouter(TransportRouter, Protocol):
+    """The router of a WebRtcTransport: one whose worker is a WebRtcWorker."""
+
+    @property
+    def worker(self) -> WebRtcWorker: ...
 
 
 class WebRtcTransport(Transport):
@@ -39,10 +64,11 @@ class WebRtcTransport(Transport):
     """
 
     kind = "webrtc"
+    worker: WebRtcWorker
 
     def __init__(
         self,
-        router: Router,
+        router: WebRtcRouter,
         *,
         max_incoming_bitrate: int,
         ice_timeout: float,

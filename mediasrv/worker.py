@@ -10,7 +10,7 @@ import secrets
 import struct
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aioice import stun
 
@@ -18,11 +18,9 @@ from mediasrv import _core
 from mediasrv.certificate import Certificate
 from mediasrv.config import MediaConfig
 from mediasrv.events import Emitter
+from mediasrv.pipe_transport import PipeTransport
 from mediasrv.router import Router
 from mediasrv.webrtc_transport import WebRtcTransport
-
-if TYPE_CHECKING:
-    from mediasrv.pipe_transport import PipeTransport
 
 log = logging.getLogger("mediasrv.worker")
 
@@ -99,10 +97,8 @@ class Worker(Emitter):
             raise RuntimeError("the worker is closed")
         router = Router(self, app_data)
         self.routers[router.id] = router
+        router.on("close", lambda: self.routers.pop(router.id, None))
         return router
-
-    def _router_closed(self, router: Router) -> None:
-        self.routers.pop(router.id, None)
 
     def new_ssrc(self, taken: set[int]) -> int:
         while True:

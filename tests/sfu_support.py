@@ -17,6 +17,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from mediasrv.client import Client
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Plugin
 
@@ -162,6 +163,7 @@ async def wait_for(predicate: Callable[[], bool], limit: float, what: str) -> No
 
 async def started_server(**kwargs: Any) -> MediaServer:
     server = MediaServer(ServerConfig(port=0, **kwargs))
+    HttpFrontend(server)
     await server.start()
     return server
 
@@ -265,6 +267,7 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         self._server = MediaServer(ServerConfig(port=0, **self._config))
+        HttpFrontend(self._server)
         for plugin in self._plugins:
             self._server.plugins.add(plugin)
         await self._server.start()

@@ -25,8 +25,8 @@ import redis
 from sfu_support import FrameCounter, PatternTrack, ToneTrack, wait_for
 
 from mediasrv.client import Client
-from mediasrv.relay_proof import HEADER as RELAYED
-from mediasrv.relay_proof import make_proof
+from mediasrv.cluster.relay_proof import HEADER as RELAYED
+from mediasrv.cluster.relay_proof import make_proof
 
 REDIS = "/usr/bin/redis-server"
 SECRET = "cluster-secret-of-the-tests-0123"

@@ -30,7 +30,7 @@ from sfu_support import FrameCounter, PatternTrack, started_server, wait_for, ws
 from mediasrv import _core
 from mediasrv.client import Client
 from mediasrv.config import MediaConfig
-from mediasrv.negotiation import RemoteParameters
+from mediasrv.sdp.negotiation import RemoteParameters
 from mediasrv.webrtc_transport import WebRtcTransport
 from mediasrv.worker import Worker
 

@@ -14,7 +14,14 @@ from conftest import FIXTURES, Run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediasrv.negotiation import (
+from mediasrv.rtp_capabilities import (
+    CODECS,
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    EXT_VIDEO_ORIENTATION,
+    PUBLISH_EXTENSIONS,
+)
+from mediasrv.sdp.negotiation import (
     MAX_SDP_LENGTH,
     LocalParameters,
     NegotiationError,
@@ -25,13 +32,6 @@ from mediasrv.negotiation import (
     new_ice_credentials,
     new_ssrc,
     parse_subscribe_answer,
-)
-from mediasrv.rtp_capabilities import (
-    CODECS,
-    EXT_ABS_SEND_TIME,
-    EXT_AUDIO_LEVEL,
-    EXT_VIDEO_ORIENTATION,
-    PUBLISH_EXTENSIONS,
 )
 
 OPUS, VP8, VP9, H264 = CODECS

@@ -19,10 +19,13 @@ from bench.webrtc_peer import BenchPeer, Link
 from mediasrv import _core
 from mediasrv.client import Client
 from mediasrv.config import ServerConfig
-from mediasrv.consumer import Consumer, LayerConsumer, SimulcastConsumer
+from mediasrv.consumer import Consumer
+from mediasrv.http.frontend import HttpFrontend
+from mediasrv.layer_consumer import LayerConsumer
 from mediasrv.media_server import MediaServer
 from mediasrv.pipe_transport import PipeError, PipeTransport, check_offer
 from mediasrv.producer import Producer
+from mediasrv.simulcast_consumer import SimulcastConsumer
 
 LIMIT = 60.0
 
@@ -30,6 +33,8 @@ LIMIT = 60.0
 @contextlib.asynccontextmanager
 async def two_servers() -> AsyncIterator[tuple[MediaServer, MediaServer]]:
     a, b = MediaServer(ServerConfig(port=0)), MediaServer(ServerConfig(port=0))
+    HttpFrontend(a)
+    HttpFrontend(b)
     await a.start()
     await b.start()
     try:

@@ -16,6 +16,7 @@ from sfu_support import PatternTrack, started_server, wait_for, ws_url
 
 from mediasrv.client import Client, SignalingError
 from mediasrv.config import PluginSpec, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Denied, JoinRequest, Plugin, PluginConfigError, Setting
 from mediasrv.plugin_manager import discover
@@ -53,6 +54,7 @@ def test_the_example_plugin_is_found_by_entry_point_and_enabled_by_config(
     async def main() -> None:
         spec = PluginSpec("roomguard", {"rooms": ["open"], "greeting": "hi"})
         server = MediaServer(ServerConfig(port=0, plugins=(spec,)))
+        HttpFrontend(server)
         await server.start()
         try:
             guard = server.plugins.get("roomguard")
@@ -90,6 +92,7 @@ def test_the_example_plugin_is_found_by_entry_point_and_enabled_by_config(
 
 def test_config_is_validated_at_load_with_errors_naming_the_key(roomguard_installed: None) -> None:
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     with pytest.raises(PluginConfigError, match=r"plugins\.roomguard: unknown setting 'room'"):
         server.plugins.load("roomguard", {"room": ["x"]})
     with pytest.raises(
@@ -156,6 +159,7 @@ def test_gates_run_in_order_and_the_first_denial_wins() -> None:
     async def main() -> None:
         Recorder.seen = []
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         server.plugins.add(Recorder, {"deny": "join"})
         server.plugins.add(Second)
         await server.start()
@@ -175,6 +179,7 @@ def test_subscribe_gates_and_a_broken_plugin_fail_closed_without_breaking_media(
     async def main() -> None:
         Recorder.seen = []
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         server.plugins.add(Recorder, {"deny": "subscribe"})
         server.plugins.add(Broken)
         await server.start()
@@ -219,6 +224,7 @@ def test_plugins_are_added_before_start_and_names_are_unique() -> None:
         finally:
             await server.close()
         fresh = MediaServer(ServerConfig(port=0))
+        HttpFrontend(fresh)
         fresh.plugins.add(Recorder)
         with pytest.raises(PluginConfigError, match="enabled twice"):
             fresh.plugins.add(Recorder)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mediasrv.relay_proof import MAX_AGE, RelayProofs, make_proof
+from mediasrv.cluster.relay_proof import MAX_AGE, RelayProofs, make_proof
 
 SECRET = "cluster-secret-of-the-tests-0123"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 from sfu_support import (
@@ -23,6 +23,7 @@ from sfu_support import (
 )
 
 from mediasrv.client import SignalingError
+from mediasrv.consumer import Consumer
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -254,7 +255,7 @@ def test_close_cascades_and_is_idempotent() -> None:
             server = h.server
             room = server.rooms["r"]
             producer = next(iter(room.router.producers.values()))
-            consumer = next(iter(producer.consumers.values()))
+            consumer = cast(Consumer, next(iter(producer.consumers.values())))
             closes: list[str] = []
             producer.on("close", lambda: closes.append("producer"))
             consumer.on("close", lambda: closes.append("consumer"))

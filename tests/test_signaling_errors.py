@@ -18,6 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from conftest import Run
 
 from mediasrv.config import MediaConfig, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 TIMEOUT = 5.0
@@ -104,6 +105,7 @@ class Harness:
 @asynccontextmanager
 async def serving(**config: Any) -> AsyncIterator[Harness]:
     server = MediaServer(ServerConfig(port=0, **config))
+    HttpFrontend(server)
     await server.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -669,6 +671,7 @@ def test_a_renegotiation_that_changes_fingerprint_or_ice_credentials_is_refused(
 ) -> None:
     async def main() -> None:
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         await server.start()
         assert server.http_address is not None
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))

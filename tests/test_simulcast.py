@@ -14,8 +14,8 @@ from sfu_support import started_server, wait_for, ws_url
 
 from bench.webrtc_peer import EXT_MID_ID, EXT_RID_ID, EXT_RRID_ID, VP8_RTX_PT, BenchPeer, Link
 from mediasrv import _core
-from mediasrv.consumer import SimulcastConsumer
 from mediasrv.media_server import MediaServer
+from mediasrv.simulcast_consumer import SimulcastConsumer
 
 RIDS = ["q", "h", "f"]
 LAYER_SSRCS = [0x1000, 0x2000, 0x3000]

@@ -1,5 +1,5 @@
 """The supervisor of worker processes (ServerConfig.processes): real worker processes
-(``python -m mediasrv.worker_process``) on loopback, real aiortc clients through the
+(``python -m mediasrv.cluster.worker_process``) on loopback, real aiortc clients through the
 supervisor's signaling relay, a worker killed with SIGKILL."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from test_simulcast import RIDS, SimulcastSender, layers_since
 
 from bench.webrtc_peer import BenchPeer
 from mediasrv.client import Client, SignalingError
+from mediasrv.cluster.supervisor import Supervisor
 from mediasrv.config import RecordingConfig, ServerConfig
-from mediasrv.signaling import client_address
-from mediasrv.supervisor import Supervisor
+from mediasrv.http.forwarded import client_address
 
 ADMIN = "supervisor-admin-token-0123"
 LIMIT = 90.0
@@ -276,6 +276,7 @@ def test_binary_frames_and_nested_json_through_the_relay(run: Any) -> None:
 def test_routes_behind_the_supervisor_see_the_client_address(run: Any) -> None:
     """With trust_forwarded (a worker process), plugins' routes and the admin API get the
     client's address from X-Forwarded-For, when the connection is from loopback."""
+    from mediasrv.http.frontend import HttpFrontend
     from mediasrv.media_server import MediaServer
     from mediasrv.plugin import Plugin
 
@@ -291,6 +292,7 @@ def test_routes_behind_the_supervisor_see_the_client_address(run: Any) -> None:
     async def scenario() -> None:
         for trusted, expected in ((True, "203.0.113.9"), (False, "127.0.0.1")):
             server = MediaServer(ServerConfig(port=0, trust_forwarded=trusted))
+            HttpFrontend(server)
             server.plugins.add(Echo)
             await server.start()
             try:

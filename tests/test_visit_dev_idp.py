@@ -16,6 +16,7 @@ from mediasrv_strongauth.plugin import StrongAuthPlugin
 
 from examples.visit_service.dev_idp import TEST_PEOPLE, DevIdentityProvider
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 CLIENT = "visit-service"
@@ -58,6 +59,7 @@ def test_a_test_person_signs_in_and_joins_with_a_verified_identity(tmp_path: Pat
         idp = DevIdentityProvider(client_id=CLIENT, redirect_uris=[CALLBACK])
         await idp.start()
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         server.plugins.add(
             StrongAuthPlugin,
             {"issuer": idp.issuer, "audience": CLIENT, "jwks_uri": idp.jwks_uri,

@@ -7,6 +7,7 @@ Enable it by entry point (``[project.entry-points."mediasrv.plugins"] roomguard 
 "roomguard:RoomGuard"``) and configuration, or directly::
 
     server = MediaServer(config)
+    HttpFrontend(server)
     server.plugins.add(RoomGuard, {"rooms": ["visit-1"], "max_publishers": 2})
     await server.start()
 """

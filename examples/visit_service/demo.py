@@ -6,29 +6,61 @@ something. Seeded once per data directory."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from mediasrv_proxy.basis import Basis
 from mediasrv_proxy.grant import Grant
 
-from examples.visit_service.appointments import Participant, Role, VisitType
+from examples.visit_service.appointments import AppointmentBook, Participant, Role, VisitType
+from examples.visit_service.config import VisitConfig
 from examples.visit_service.dev_idp import TEST_PEOPLE, DevPerson
+from examples.visit_service.directory import PersonDirectory
+from examples.visit_service.feedback import FeedbackBook
 
-if TYPE_CHECKING:
-    from examples.visit_service.service import VisitService
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MARKER = "demo-seeded"
 ZONE = ZoneInfo("Europe/Helsinki")
+
+
+class DemoHost(Protocol):
+    """What seeding uses of the visit service (a VisitService is one): its configuration, the
+    thread its books' work runs on, the clock, the books, and the strongauth and proxy
+    plugins (typed as VisitService gives them)."""
+
+    @property
+    def config(self) -> VisitConfig: ...
+
+    @property
+    def book(self) -> AppointmentBook: ...
+
+    @property
+    def feedback(self) -> FeedbackBook: ...
+
+    @property
+    def people(self) -> PersonDirectory: ...
+
+    @property
+    def strongauth(self) -> Any: ...
+
+    @property
+    def proxy(self) -> Any: ...
+
+    def now(self) -> datetime: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 def person(key: str) -> DevPerson:
     return next(p for p in TEST_PEOPLE if p.key == key)
 
 
-async def seed(service: VisitService) -> None:
+async def seed(service: DemoHost) -> None:
     marker = Path(service.config.path(MARKER))
     if await service.db(marker.exists):
         return
@@ -37,7 +69,7 @@ async def seed(service: VisitService) -> None:
     await service.db(marker.write_text, service.now().isoformat())
 
 
-async def seed_people(service: VisitService) -> None:
+async def seed_people(service: DemoHost) -> None:
     """The test people in the directory, and their grants in the proxy plugin's store."""
     subject = service.strongauth.subject_of
     proxy = service.proxy
@@ -70,7 +102,7 @@ async def seed_people(service: VisitService) -> None:
         await proxy.db(proxy.store.add, grant)
 
 
-async def seed_appointments(service: VisitService) -> None:
+async def seed_appointments(service: DemoHost) -> None:
     """Today's appointments of the nurse, and ended visits with answers of six months."""
     subject = service.strongauth.subject_of
     now = service.now()

@@ -1,6 +1,6 @@
 """The visit service's HTTP routes under ``/visit``: sign-in, the professional's console,
 invitations, the visit page and its waiting room, the survey, statistics and the client's
-access log. JSON endpoints take and give JSON (``mediasrv.http_json``); every state-changing
+access log. JSON endpoints take and give JSON (``mediasrv.http.json_body``); every state-changing
 request carries the session's CSRF token (``X-CSRF-Token`` or a ``csrf`` form field)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -23,31 +23,85 @@ from examples.visit_service.appointments import (
     DURATIONS,
     LIMITS,
     Appointment,
+    AppointmentBook,
     AppointmentError,
     Participant,
     Role,
     Status,
     VisitType,
 )
-from examples.visit_service.feedback import FeedbackError
-from examples.visit_service.lobby import Lobby, LobbyError
-from examples.visit_service.oidc_login import LoginError
-from examples.visit_service.sessions import Session
+from examples.visit_service.config import VisitConfig
+from examples.visit_service.directory import PersonDirectory
+from examples.visit_service.feedback import FeedbackBook, FeedbackError
+from examples.visit_service.lobby import Lobbies, Lobby, LobbyError
+from examples.visit_service.oidc_login import LoginError, OidcLogin
+from examples.visit_service.sessions import Session, Sessions
 from examples.visit_service.texts import client_texts, pick_language, t
 from examples.visit_service.visit_plugin import HOST
-from mediasrv.http_json import BadRequest, error, read_object
+from mediasrv.http.json_body import BadRequest, error, read_object
 from mediasrv.plugin import Denied
 
 if TYPE_CHECKING:
-    from examples.visit_service.service import VisitService
+    from mediasrv.plugin import Identity
 
 log = logging.getLogger("visit")
+P = ParamSpec("P")
+T = TypeVar("T")
 e = pages.e
 STATIC = Path(__file__).parent / "static"
 ZONE = ZoneInfo("Europe/Helsinki")
 HEARTBEAT_SECONDS = 5.0  # also how soon a closed waiting-room page is noticed
-SERVICE_KEY: web.AppKey[VisitService] = web.AppKey("visit_service")
 MAX_PARTICIPANTS = 20
+
+
+class VisitAppHost(Protocol):
+    """What the routes use of the visit service (a VisitService is one): its configuration
+    and address, the books and the thread their work runs on, the clock, sign-ins and
+    sessions, the waiting rooms, the audit trail, ending a visit, and the strongauth and
+    proxy plugins (typed as VisitService gives them)."""
+
+    @property
+    def config(self) -> VisitConfig: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def book(self) -> AppointmentBook: ...
+
+    @property
+    def feedback(self) -> FeedbackBook: ...
+
+    @property
+    def people(self) -> PersonDirectory: ...
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    @property
+    def lobbies(self) -> Lobbies: ...
+
+    @property
+    def login(self) -> OidcLogin | None: ...
+
+    @property
+    def strongauth(self) -> Any: ...
+
+    @property
+    def proxy(self) -> Any: ...
+
+    def now(self) -> datetime: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    async def audit(self, decision: str, **fields: Any) -> int: ...
+
+    async def identify(self, id_token: str, remote: str, nonce: str) -> Identity: ...
+
+    async def end_visit(self, room_id: str, by: str) -> None: ...
+
+
+SERVICE_KEY: web.AppKey[VisitAppHost] = web.AppKey("visit_service")
 
 
 @dataclass(frozen=True)
@@ -64,7 +118,7 @@ class Seat:
 # ---- helpers ----
 
 
-def service_of(request: web.Request) -> VisitService:
+def service_of(request: web.Request) -> VisitAppHost:
     return request.app[SERVICE_KEY]
 
 
@@ -124,7 +178,7 @@ def to_login(request: web.Request) -> NoReturn:
 
 def signed_in(
     request: web.Request, *, professional: bool = False
-) -> tuple[VisitService, Session, str]:
+) -> tuple[VisitAppHost, Session, str]:
     """The service, the session and the language of a page for signed-in people (the sign-in
     first when there is no session; a 403 page when ``professional`` and they are not)."""
     service = service_of(request)
@@ -173,7 +227,7 @@ def appointment_json(a: Appointment) -> dict[str, Any]:
     }
 
 
-async def grants_of(service: VisitService, subject: str) -> dict[str, str]:
+async def grants_of(service: VisitAppHost, subject: str) -> dict[str, str]:
     """principal subject -> name, for the person's grants in the proxy plugin that hold now:
     not revoked, within their validity, confirmed by every guardian they need. (Whether they
     let the person act in a visit is the proxy plugin's decision at the join.)"""
@@ -193,7 +247,7 @@ async def grants_of(service: VisitService, subject: str) -> dict[str, str]:
 
 
 async def seat_of(
-    service: VisitService, appointment: Appointment, session: Session, participant_id: str
+    service: VisitAppHost, appointment: Appointment, session: Session, participant_id: str
 ) -> Seat | None:
     if participant_id == HOST:
         if session.subject == appointment.organizer:
@@ -218,7 +272,7 @@ async def seat_of(
     return None
 
 
-async def my_seat(service: VisitService, appointment: Appointment, session: Session) -> Seat | None:
+async def my_seat(service: VisitAppHost, appointment: Appointment, session: Session) -> Seat | None:
     """The person's seat when the URL names none: host, or their own participant."""
     if session.subject == appointment.organizer:
         return Seat(HOST, Role.PROFESSIONAL.value, session.name)
@@ -421,7 +475,7 @@ async def api_session(request: web.Request) -> Session:
     return session
 
 
-def _participants(service: VisitService, raw: object) -> list[Participant]:
+def _participants(service: VisitAppHost, raw: object) -> list[Participant]:
     if not isinstance(raw, list) or len(raw) > MAX_PARTICIPANTS:
         raise BadRequest(f"participants must be a list of at most {MAX_PARTICIPANTS}")
     found: list[Participant] = []
@@ -640,7 +694,7 @@ async def visit_page(request: web.Request) -> web.Response:
 
 async def _posted_seat(
     request: web.Request, field: str
-) -> tuple[dict[str, Any], VisitService, Session, Appointment, Seat]:
+) -> tuple[dict[str, Any], VisitAppHost, Session, Appointment, Seat]:
     """A JSON POST about a visit: its body, and the seat named by ``body[field]`` of the
     signed-in person (CSRF checked)."""
     body = await read_object(request)
@@ -654,7 +708,7 @@ async def _posted_seat(
 
 async def _visit_and_seat(
     request: web.Request, participant_id: str | None
-) -> tuple[VisitService, Session, Appointment, Seat]:
+) -> tuple[VisitAppHost, Session, Appointment, Seat]:
     service = service_of(request)
     session = await api_session(request)
     appointment = await service.db(service.book.get, request.match_info["id"])
@@ -1100,7 +1154,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
-def visit_app(service: VisitService) -> web.Application:
+def visit_app(service: VisitAppHost) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SERVICE_KEY] = service
     app.router.add_get("/", landing)

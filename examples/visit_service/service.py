@@ -25,15 +25,18 @@ from mediasrv_strongauth.audit import AuditEntry
 
 from examples.visit_service.appointments import AppointmentBook, Status
 from examples.visit_service.config import VisitConfig, load_secrets
+from examples.visit_service.demo import seed
 from examples.visit_service.dev_idp import DevIdentityProvider
 from examples.visit_service.directory import PersonDirectory
 from examples.visit_service.feedback import FeedbackBook
 from examples.visit_service.lobby import Lobbies
 from examples.visit_service.oidc_login import OidcLogin
+from examples.visit_service.routes import visit_app
 from examples.visit_service.sessions import Sessions
 from examples.visit_service.visit_plugin import VisitPlugin
 from mediasrv.blocking_thread import BlockingThread
 from mediasrv.config import MediaConfig, PluginSpec, RecordingConfig, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Identity
 
@@ -79,8 +82,6 @@ class VisitService:
     # ---- life ----
 
     async def start(self) -> None:
-        from examples.visit_service.routes import visit_app
-
         cfg = self.config
         self._thread.start()
         if cfg.identity_provider == "dev":
@@ -138,7 +139,7 @@ class VisitService:
         assert isinstance(plugin, VisitPlugin)
         plugin.service = self
         self.visit_plugin = plugin
-        self.server.app.add_subapp("/visit", visit_app(self))
+        HttpFrontend(self.server).app.add_subapp("/visit", visit_app(self))
         await self.server.start()
         redirect = f"{self.url}/visit/callback"  # the bound port when configured as 0
         if self.idp is not None:
@@ -153,8 +154,6 @@ class VisitService:
                 acr_values=cfg.min_acr,
             )
         if cfg.demo_data:
-            from examples.visit_service.demo import seed
-
             await seed(self)
         log.info("visit service at %s/visit/", self.url)
 

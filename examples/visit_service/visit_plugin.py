@@ -14,22 +14,52 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from examples.visit_service.appointments import Appointment, Participant, Role, Status
+from examples.visit_service.appointments import (
+    Appointment,
+    AppointmentBook,
+    Participant,
+    Role,
+    Status,
+)
+from examples.visit_service.lobby import Lobbies
 from mediasrv.plugin import Denied, JoinRequest, Plugin
-from mediasrv.room import RecordingError
+from mediasrv.room import RecordingError, room_of
 
 if TYPE_CHECKING:
-    from examples.visit_service.service import VisitService
     from mediasrv.peer import Peer
     from mediasrv.producer import Producer
     from mediasrv.room import Room
 
 log = logging.getLogger("visit")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 ROOM_PREFIX = "visit-"
 HOST = "host"  # the participant id of the organizing professional
+
+
+class VisitPluginHost(Protocol):
+    """What the visit plugin uses of the visit service (a VisitService is one): the
+    appointment book and the thread its work runs on, the clock, the waiting rooms, the audit
+    trail, and ending a visit."""
+
+    @property
+    def book(self) -> AppointmentBook: ...
+
+    @property
+    def lobbies(self) -> Lobbies: ...
+
+    def now(self) -> datetime: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    async def audit(self, decision: str, **fields: Any) -> int: ...
+
+    async def end_visit(self, room_id: str, by: str) -> None: ...
 
 
 def consent_key(seat: dict[str, Any]) -> str:
@@ -48,7 +78,7 @@ class VisitPlugin(Plugin):
 
     def __init__(self, server: Any, config: Any) -> None:
         super().__init__(server, config)
-        self.service: VisitService | None = None
+        self.service: VisitPluginHost | None = None
         # room -> "participant:subject" -> answer (a consent is a person's, not a seat's)
         self.consents: dict[str, dict[str, bool]] = {}
         self.asked: set[str] = set()  # rooms whose recording a professional has asked for
@@ -60,7 +90,7 @@ class VisitPlugin(Plugin):
         self.on("roomclose", self._room_closed)
 
     @property
-    def _service(self) -> VisitService:
+    def _service(self) -> VisitPluginHost:
         if self.service is None:
             raise Denied("not_ready", "the visit service has not started")
         return self.service
@@ -191,7 +221,7 @@ class VisitPlugin(Plugin):
     async def handle_request(self, peer: Peer | None, method: str, params: dict[str, Any]) -> Any:
         if peer is None:
             raise Denied("not_joined", "join the visit first")
-        room = peer.room
+        room = room_of(peer)
         seat = seat_of(peer)
         professional = seat.get("role") == Role.PROFESSIONAL.value
         if method == "requestRecording":

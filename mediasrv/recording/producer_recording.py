@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mediasrv.consumer import Consumer
     from mediasrv.producer import Producer
     from mediasrv.recording_transport import RecordingTransport
+    from mediasrv.router import Router
 
 log = logging.getLogger("mediasrv.recording")
 
@@ -36,6 +37,7 @@ class ProducerRecording:
         recording_id: str,
         room_id: str,
         producer: Producer,
+        router: Router,
         directory: Path,
         config: RecordingConfig,
         display_name: str = "",
@@ -66,7 +68,7 @@ class ProducerRecording:
         )
         self.file = JournalFile(directory / self.file_name, metadata)
         self.sink = _core.JournalSink(config.max_pending_bytes)
-        self.transport: RecordingTransport = producer.transport.router.create_recording_transport(
+        self.transport: RecordingTransport = router.create_recording_transport(
             self.sink, app_data={"recording": recording_id}
         )
         self.consumer: Consumer = self.transport.consume(producer)

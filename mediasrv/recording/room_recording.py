@@ -18,10 +18,10 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from mediasrv.events import Emitter
@@ -32,7 +32,7 @@ from mediasrv.tasks import spawn
 if TYPE_CHECKING:
     from mediasrv.config import RecordingConfig
     from mediasrv.producer import Producer
-    from mediasrv.room import Room
+    from mediasrv.router import Router
 
 log = logging.getLogger("mediasrv.recording")
 
@@ -75,13 +75,44 @@ def _name(work: Callable[[], object]) -> str:
     return getattr(work, "__name__", "file work").replace("<lambda>", "a write")
 
 
+class RecordedPeer(Protocol):
+    @property
+    def display_name(self) -> str: ...
+
+
+class RecordingCounters(Protocol):
+    """Where recordings add up what they did, for the metrics (a MediaServer)."""
+
+    @property
+    def recording_totals(self) -> Counter[str]: ...
+
+    @property
+    def recordings_stopped(self) -> Counter[str]: ...
+
+
+class RecordedRoom(Protocol):
+    """What a recording needs of its room (a Room)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def peers(self) -> Mapping[str, RecordedPeer]: ...
+
+    @property
+    def server(self) -> RecordingCounters: ...
+
+
 class Recording(Emitter):
     """Events: ``journal`` (a ProducerRecording started), ``journalstop`` (one ended),
     ``stop`` (reason)."""
 
     def __init__(
         self,
-        room: Room,
+        room: RecordedRoom,
         config: RecordingConfig,
         *,
         whole_room: bool,
@@ -131,6 +162,7 @@ class Recording(Emitter):
                 self.id,
                 self.room.id,
                 producer,
+                self.room.router,
                 self.directory,
                 self.config,
                 display_name=peer.display_name if peer is not None else "",

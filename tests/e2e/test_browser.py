@@ -29,6 +29,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("tests.e2e")
@@ -250,6 +251,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def harness() -> AsyncIterator[Harness]:
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     await server.start()
     try:
         async with async_playwright() as playwright:

@@ -219,6 +219,7 @@ def test_a_room_of_two_publishers_is_composed_side_by_side(tmp_path: Path) -> No
 SERVER_SCRIPT = """
 import asyncio, resource, signal, sys
 from mediasrv.config import RecordingConfig, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 async def main(directory, limit):
@@ -227,6 +228,7 @@ async def main(directory, limit):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     server = MediaServer(ServerConfig(port=0, admin_token=sys.argv[3],
                                       recording=RecordingConfig(directory=directory)))
+    HttpFrontend(server)
     await server.start()
     print(server.http_address[1], flush=True)
     await asyncio.Event().wait()

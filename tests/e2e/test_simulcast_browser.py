@@ -15,8 +15,8 @@ from sfu_support import DecodeErrors, FrameCounter, wait_for
 from test_browser import CHROMIUM, CHROMIUM_ARGS, JOIN_JS, harness, run
 
 from mediasrv.client import Client
+from mediasrv.cluster.supervisor import Supervisor
 from mediasrv.config import ServerConfig
-from mediasrv.supervisor import Supervisor
 
 PUBLISH_SIMULCAST_JS = """
 async () => {

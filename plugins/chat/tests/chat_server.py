@@ -13,11 +13,13 @@ from typing import Any
 from mediasrv_chat.plugin import ChatPlugin
 
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 
 async def main(database: str, port: int, extra: dict[str, Any]) -> None:
     server = MediaServer(ServerConfig(host="127.0.0.1", port=port))
+    HttpFrontend(server)
     server.plugins.add(ChatPlugin, {"database": database, **extra})
     await server.start()
     assert server.http_address is not None

@@ -21,6 +21,7 @@ from mediasrv_chat.store import SqliteChatStore, StoredMessage
 
 from mediasrv.client import ChatError, Client
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Denied
 
@@ -64,6 +65,7 @@ class Chat:
 
     async def __aenter__(self) -> Chat:
         self._server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(self._server)
         self._server.plugins.add(ChatPlugin, self.config)
         await self._server.start()
         return self

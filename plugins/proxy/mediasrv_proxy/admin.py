@@ -23,30 +23,72 @@ guardian's person is never shown: such grants list ``"delegate": null``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from aiohttp import web
 from mediasrv_strongauth.identity_code import age_on, birthdate_of, is_identity_code
 
-from mediasrv.http_json import BadRequest, bearer_ok, error, read_object, unauthorized
+from mediasrv.http.json_body import BadRequest, bearer_ok, error, read_object, unauthorized
 from mediasrv.plugin import Denied, Identity
 from mediasrv_proxy.basis import Basis
 from mediasrv_proxy.grant import Grant
 from mediasrv_proxy.rules import ADULT_AGE
-from mediasrv_proxy.store import grant_fields
-
-if TYPE_CHECKING:
-    from mediasrv_proxy.plugin import ProxyPlugin
+from mediasrv_proxy.store import GrantStore, grant_fields
 
 log = logging.getLogger("mediasrv.plugins.proxy")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+PeerT = TypeVar("PeerT")  # the plugin's peers: found acting on a grant, then checked again
 
 MAX_NAME = 200
 MAX_ISSUES = 50
 MAX_ISSUE = 100
 ADMIN = Identity(subject="admin", display_name="admin API", roles=frozenset({"admin"}))
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GrantAdminHost(Protocol[PeerT]):
+    """What the grant admin API uses of its plugin (a ProxyPlugin is one): ``admin_token`` in
+    its configuration, the grant store (None until set up) and the thread its work runs on,
+    principal references as subjects, today's date, the audit trail, the peers acting on a
+    grant and checking them again, and professionals' assessments."""
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def store(self) -> GrantStore | None: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def subject_of(self, ref: object, what: str = ...) -> str: ...
+
+    def today(self) -> date: ...
+
+    async def audit(
+        self,
+        decision: str,
+        *,
+        identity: Identity | None,
+        principal: str | None,
+        basis: Basis | str | None,
+        room: str = ...,
+        remote: str = ...,
+        peer: str | None = ...,
+        reason: str = ...,
+        detail: dict[str, Any] | None = ...,
+    ) -> int: ...
+
+    def acting_peers(self, principal: str | None = ..., grant: str | None = ...) -> list[PeerT]: ...
+
+    async def recheck(self, peers: list[PeerT], why: str) -> int: ...
+
+    async def assess(
+        self, room: str, principal: str, decides_self: bool, by: Identity, remote: str = ...
+    ) -> int: ...
 
 
 def _text(body: dict[str, Any], key: str, limit: int = MAX_NAME, required: bool = True) -> str:
@@ -81,7 +123,7 @@ def _day(body: dict[str, Any], key: str) -> date | None:
         raise BadRequest(f"{key} must be a date (YYYY-MM-DD)") from None
 
 
-def admin_routes(plugin: ProxyPlugin) -> list[web.RouteDef]:
+def admin_routes(plugin: GrantAdminHost[PeerT]) -> list[web.RouteDef]:
     def guarded(handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
             if not bearer_ok(request, plugin.config["admin_token"]):

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv_strongauth.identity_code import birthdate_of
 
@@ -40,14 +40,29 @@ from mediasrv_proxy.hpa_client import (
     MandateServiceError,
 )
 
-if TYPE_CHECKING:
-    from mediasrv_proxy.plugin import ProxyPlugin
-
 PENDING_SECONDS = 900.0
 SELECTION_SECONDS = 3600.0
 MAX_PENDING = 10_000
 MAX_SELECTIONS = 10_000
 SAFE_REASON = 64  # characters of a reason code from the service kept
+
+
+class SubjectOf(Protocol):
+    """The pseudonymous subjects of people (a StrongAuthPlugin is one)."""
+
+    def subject_of(self, identity_code: str) -> str: ...
+
+
+class HpaFlowHost(Protocol):
+    """What the mandate service flow uses of its plugin (a ProxyPlugin is one): the ``hpa_*``
+    and ``public_url`` settings, and the strongauth plugin (None until set up) for the
+    subjects of the principals chosen."""
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def strongauth(self) -> SubjectOf | None: ...
 
 
 @dataclass
@@ -72,7 +87,7 @@ class HpaFlow:
 
     name = "hpa"
 
-    def __init__(self, plugin: ProxyPlugin) -> None:
+    def __init__(self, plugin: HpaFlowHost) -> None:
         cfg = plugin.config
         self.plugin = plugin
         self.client = MandateServiceClient(

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from mediasrv.plugin import Identity
 from mediasrv_proxy.grant_source import Found
+from mediasrv_proxy.store import GrantStore
 
-if TYPE_CHECKING:
-    from mediasrv_proxy.plugin import ProxyPlugin
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LocalGrantsHost(Protocol):
+    """What the local grant source uses of its plugin (a ProxyPlugin is one): the grant store
+    (None until set up) and the thread its work runs on."""
+
+    @property
+    def store(self) -> GrantStore | None: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 class LocalGrants:
     name = "local"
 
-    def __init__(self, plugin: ProxyPlugin) -> None:
+    def __init__(self, plugin: LocalGrantsHost) -> None:
         self.plugin = plugin
 
     async def find(

@@ -43,11 +43,14 @@ from mediasrv.plugin import (
     string_list,
     validate_config,
 )
+from mediasrv_proxy.admin import admin_routes
 from mediasrv_proxy.basis import Basis, Permission, parse_permissions
 from mediasrv_proxy.decision import Decision, explain
 from mediasrv_proxy.grant import Grant
 from mediasrv_proxy.grant_source import GrantSource
+from mediasrv_proxy.hpa_flow import HpaFlow
 from mediasrv_proxy.local_grants import LocalGrants
+from mediasrv_proxy.principals import principal_routes
 from mediasrv_proxy.rules import decide
 from mediasrv_proxy.store import GrantStore
 
@@ -59,7 +62,6 @@ if TYPE_CHECKING:
     from mediasrv.media_server import MediaServer
     from mediasrv.peer import Peer
     from mediasrv.room import Room
-    from mediasrv_proxy.hpa_flow import HpaFlow
 
 log = logging.getLogger("mediasrv.plugins.proxy")
 
@@ -179,8 +181,6 @@ class ProxyPlugin(Plugin):
         self.hpa: HpaFlow | None = None
         self.sources: list[GrantSource] = [LocalGrants(self)]
         if cfg["hpa_url"]:
-            from mediasrv_proxy.hpa_flow import HpaFlow
-
             self.hpa = HpaFlow(self)
             self.sources.append(self.hpa)
         self._thread = BlockingThread("proxy-store")
@@ -563,7 +563,4 @@ class ProxyPlugin(Plugin):
     # ---- HTTP ----
 
     def routes(self) -> list[web.RouteDef]:
-        from mediasrv_proxy.admin import admin_routes
-        from mediasrv_proxy.principals import principal_routes
-
         return admin_routes(self) + principal_routes(self)

@@ -16,21 +16,55 @@ The token is verified by the strongauth plugin without using up its nonce (audit
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from mediasrv.http_json import BadRequest, error, read_object
+from mediasrv.http.json_body import BadRequest, error, read_object
 from mediasrv.plugin import Denied, Identity
-from mediasrv_proxy.store import grant_fields
-
-if TYPE_CHECKING:
-    from mediasrv_proxy.plugin import ProxyPlugin
+from mediasrv_proxy.decision import Decision
+from mediasrv_proxy.grant import Grant
+from mediasrv_proxy.hpa_flow import HpaFlow
+from mediasrv_proxy.store import GrantStore, grant_fields
 
 log = logging.getLogger("mediasrv.plugins.proxy")
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 LANGS = ("fi", "sv", "en")
+
+
+class PersonVerifier(Protocol):
+    """Identification by an ID token outside a join (a StrongAuthPlugin is one)."""
+
+    async def verify_person(self, token: object, remote: str, purpose: str) -> Identity: ...
+
+
+class PrincipalRoutesHost(Protocol):
+    """What these routes use of their plugin (a ProxyPlugin is one): ``public_url`` in its
+    configuration, the strongauth plugin, the grant store and the thread its work runs on,
+    the rules, and the mandate service flow (None when none is configured)."""
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def strongauth(self) -> PersonVerifier | None: ...
+
+    @property
+    def store(self) -> GrantStore | None: ...
+
+    @property
+    def hpa(self) -> HpaFlow | None: ...
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def rules(
+        self, grant: Grant | None, identity: Identity, issue: str, assessment: bool | None
+    ) -> Decision: ...
 
 
 def _status(denied: Denied) -> int:
@@ -41,7 +75,7 @@ def _status(denied: Denied) -> int:
     return 403
 
 
-def principal_routes(plugin: ProxyPlugin) -> list[web.RouteDef]:
+def principal_routes(plugin: PrincipalRoutesHost) -> list[web.RouteDef]:
     async def person(request: web.Request, body: dict[str, Any], purpose: str) -> Identity:
         if plugin.strongauth is None:
             raise Denied("not_ready", "the server has not started")

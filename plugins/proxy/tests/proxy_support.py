@@ -23,6 +23,7 @@ from mediasrv_strongauth.plugin import StrongAuthPlugin
 from mediasrv_strongauth.testing import LocalIssuer
 
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 
 AUDIENCE = "mediasrv-visits"
@@ -215,6 +216,7 @@ async def proxy_server(
         service = MandateService(HPA_CLIENT, HPA_KEY, HPA_SECRET)
         await service.start()
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     strongauth = server.plugins.add(
         StrongAuthPlugin,
         {

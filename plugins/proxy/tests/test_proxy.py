@@ -522,14 +522,14 @@ def test_acting_for_someone_needs_strong_identification(tmp_path: Path) -> None:
             socket = await s.connect()
             # no strongauth identity: a token the identification refuses never gets this far,
             # so take the identity away from the request the way a plugin misorder would
-            s.proxy.server.plugins.plugins.remove(s.strongauth)
+            s.server.plugins.plugins.remove(s.strongauth)
             try:
                 response = await socket.request(
                     "join",
                     {"token": "t", "room": "r", "onBehalfOf": {"principal": CHILD.code}},
                 )
             finally:
-                s.proxy.server.plugins.plugins.insert(0, s.strongauth)
+                s.server.plugins.plugins.insert(0, s.strongauth)
             assert response["error"]["code"] == "identification_required", response
 
     run(main())
@@ -558,11 +558,13 @@ def test_the_plugin_needs_strongauth(tmp_path: Path) -> None:
     from mediasrv_proxy.plugin import ProxyPlugin
 
     from mediasrv.config import ServerConfig
+    from mediasrv.http.frontend import HttpFrontend
     from mediasrv.media_server import MediaServer
     from mediasrv.plugin import PluginConfigError
 
     async def main() -> None:
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         server.plugins.add(ProxyPlugin, {"admin_token": "x" * 20, "database": ":memory:"})
         with pytest.raises(PluginConfigError, match="needs the strongauth plugin"):
             await server.start()
@@ -595,10 +597,12 @@ def test_bad_configuration_names_the_key(changes: Message, message: str) -> None
     from mediasrv_proxy.plugin import ProxyPlugin
 
     from mediasrv.config import ServerConfig
+    from mediasrv.http.frontend import HttpFrontend
     from mediasrv.media_server import MediaServer
     from mediasrv.plugin import PluginConfigError
 
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     with pytest.raises(PluginConfigError) as raised:
         server.plugins.add(ProxyPlugin, {"admin_token": "x" * 20, **changes})
     assert message in str(raised.value)

@@ -25,16 +25,14 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from mediasrv.http_json import BadRequest, read_object
-from mediasrv_strongauth.audit import COLUMNS, MAX_LIMIT, utc_text
-
-if TYPE_CHECKING:
-    from mediasrv_strongauth.plugin import StrongAuthPlugin
+from mediasrv.http.json_body import BadRequest, read_object
+from mediasrv_strongauth.audit import COLUMNS, MAX_LIMIT, AuditLog, utc_text
 
 log = logging.getLogger("mediasrv.plugins.strongauth")
 
@@ -42,6 +40,20 @@ PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_LIMIT = 100
 # every column but the encrypted proof (shown only when asked for by identity code)
 SHOWN_COLUMNS = tuple(column for column in COLUMNS if column != "proof")
+
+
+class AuditApiHost(Protocol):
+    """What the audit API uses of its plugin (a StrongAuthPlugin is one): the admin token in
+    its configuration, its audit trail (None until set up), and the pseudonymous subject of a
+    national identity code."""
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def audit(self) -> AuditLog | None: ...
+
+    def subject_of(self, identity_code: str) -> str: ...
 
 
 class BadQuery(Exception):
@@ -95,7 +107,7 @@ def _string(name: str, value: object) -> str | None:
     return value
 
 
-def _open_proof(plugin: StrongAuthPlugin, sealed: str | None) -> str | None:
+def _open_proof(plugin: AuditApiHost, sealed: str | None) -> str | None:
     if not sealed or plugin.audit is None:
         return None
     try:
@@ -109,7 +121,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def admin_routes(plugin: StrongAuthPlugin) -> list[web.RouteDef]:
+def admin_routes(plugin: AuditApiHost) -> list[web.RouteDef]:
     expected = f"Bearer {plugin.config['admin_token']}".encode()
 
     def authorized(request: web.Request) -> bool:

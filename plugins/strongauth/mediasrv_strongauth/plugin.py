@@ -53,6 +53,7 @@ from mediasrv.plugin import (
     validate_config,
 )
 from mediasrv_strongauth import loa
+from mediasrv_strongauth.admin import admin_routes
 from mediasrv_strongauth.audit import AuditEntry, AuditLog, NonceClaim, ProofCipher
 from mediasrv_strongauth.identity_code import birthdate_of
 from mediasrv_strongauth.jwks import MIN_RSA_BITS, JwksCache
@@ -713,6 +714,4 @@ class StrongAuthPlugin(Plugin):
     # ---- HTTP ----
 
     def routes(self) -> list[web.RouteDef]:
-        from mediasrv_strongauth.admin import admin_routes
-
         return admin_routes(self)

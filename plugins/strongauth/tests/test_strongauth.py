@@ -35,6 +35,7 @@ from mediasrv_strongauth.plugin import StrongAuthPlugin
 from mediasrv_strongauth.testing import LocalIssuer
 
 from mediasrv.config import PluginSpec, ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Identity, PluginConfigError
 from mediasrv.plugin_manager import discover
@@ -207,6 +208,7 @@ async def strongauth(
         await issuer.start()
     config = plugin_config(issuer, tmp_path, key, **changes)
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     plugin = server.plugins.add(StrongAuthPlugin, config)
     assert isinstance(plugin, StrongAuthPlugin)
     await server.start()
@@ -876,6 +878,7 @@ def test_the_plugin_is_found_by_its_entry_point_and_enabled_by_config(
         await issuer.start()
         config = plugin_config(issuer, tmp_path, decryption_key)
         server = MediaServer(ServerConfig(port=0, plugins=(PluginSpec("strongauth", config),)))
+        HttpFrontend(server)
         await server.start()
         try:
             plugin = server.plugins.get("strongauth")
@@ -923,6 +926,7 @@ def test_configuration_errors_name_the_key(
         else:
             config[key] = value
     server = MediaServer(ServerConfig(port=0))
+    HttpFrontend(server)
     with pytest.raises(PluginConfigError) as error:
         server.plugins.add(StrongAuthPlugin, config)
     assert message in str(error.value)
@@ -976,6 +980,7 @@ def test_an_audit_database_that_cannot_be_opened_fails_the_start(
             audit_db=str(tmp_path / "missing" / "audit.sqlite3"),
         )
         server = MediaServer(ServerConfig(port=0))
+        HttpFrontend(server)
         server.plugins.add(StrongAuthPlugin, config)
         try:
             with pytest.raises(PluginConfigError, match=r"plugins\.strongauth\.audit_db"):

@@ -1,6 +1,7 @@
 """The program of one worker process of a supervised server (``python -m
-mediasrv.worker_process``): a whole MediaServer (rooms, plugins, its own UDP port) listening for
-signaling on an internal loopback port, started by the :class:`~mediasrv.supervisor.Supervisor`.
+mediasrv.cluster.worker_process``): a whole MediaServer (rooms, plugins, its own UDP port)
+listening for signaling on an internal loopback port, with the links of its spread rooms;
+started by the :class:`~mediasrv.cluster.supervisor.Supervisor`.
 
 It reads its configuration (a pickled ``ServerConfig``) and its index from stdin, prints one
 JSON line ``{"ready": true, "http": PORT, "rtc": [PORTS], "pid": PID}`` once it listens, and
@@ -20,7 +21,9 @@ import sys
 
 import uvloop
 
+from mediasrv.cluster.room_links import serve_links
 from mediasrv.config import ServerConfig
+from mediasrv.http.frontend import HttpFrontend
 from mediasrv.logs import configure_logging
 from mediasrv.media_server import MediaServer
 
@@ -55,6 +58,7 @@ async def run(config: ServerConfig, index: int) -> None:
     watch = asyncio.ensure_future(reader.read())
     watch.add_done_callback(lambda _: stop.set())
     server = MediaServer(config)
+    serve_links(server, HttpFrontend(server))
     await server.start()
     assert server.http_address is not None
     ready = {

@@ -15,18 +15,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from mediasrv.relay_proof import HEADER as RELAYED_HEADER
-from mediasrv.relay_proof import make_proof
-from mediasrv.signaling import MAX_ROOM_ID, PROXY_HEADER
-
-if TYPE_CHECKING:
-    from mediasrv.supervisor import Supervisor
-    from mediasrv.worker_handle import WorkerHandle
+from mediasrv.cluster.relay_proof import HEADER as RELAYED_HEADER
+from mediasrv.cluster.relay_proof import make_proof
+from mediasrv.cluster.worker_handle import WorkerHandle
+from mediasrv.config import ServerConfig
+from mediasrv.http.forwarded import PROXY_HEADER
+from mediasrv.signaling.session import MAX_ROOM_ID
 
 log = logging.getLogger("mediasrv.supervisor")
 FIRST_MESSAGE_TIMEOUT = 30.0
@@ -47,8 +47,46 @@ def join_room(text: str) -> tuple[Any, str] | None:
     return (message.get("id"), room) if isinstance(room, str) and room else None
 
 
+class RelayHost(Protocol):
+    """What a relay needs of the supervisor (a Supervisor): where rooms are, and to be told
+    of joins and leaves."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def http(self) -> aiohttp.ClientSession: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def rooms(self) -> Mapping[str, WorkerHandle]: ...
+
+    @property
+    def remote_relays(self) -> set[SignalRelay]: ...
+
+    async def route(
+        self, room: str | None, relayed: bool
+    ) -> tuple[WorkerHandle | None, tuple[str, str] | None]: ...
+
+    async def linked(self, room: str | None) -> None: ...
+
+    async def take_over(self, room: str, dead: str) -> WorkerHandle | None: ...
+
+    def room_joined(self, room: str, worker: WorkerHandle) -> None: ...
+
+    def room_left(self, room: str, worker: WorkerHandle, generation: int) -> None: ...
+
+
 class SignalRelay:
-    def __init__(self, supervisor: Supervisor, client: web.WebSocketResponse, remote: str) -> None:
+    def __init__(self, supervisor: RelayHost, client: web.WebSocketResponse, remote: str) -> None:
         self.supervisor = supervisor
         self.client = client
         self.remote = remote

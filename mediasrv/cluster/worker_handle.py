@@ -1,6 +1,6 @@
-"""WorkerHandle: the supervisor's handle on one worker process (``mediasrv.worker_process``):
-starting it with its configuration, waiting for it to listen, its signaling relays, and
-stopping or killing it."""
+"""WorkerHandle: the supervisor's handle on one worker process
+(``mediasrv.cluster.worker_process``): starting it with its configuration, waiting for it to
+listen, its signaling relays, and stopping or killing it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import logging
 import pickle
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mediasrv.config import ServerConfig
-
-if TYPE_CHECKING:
-    from mediasrv.signal_relay import SignalRelay
 
 log = logging.getLogger("mediasrv.supervisor")
 START_TIMEOUT = 30.0  # seconds from spawn to "ready"
@@ -24,6 +21,12 @@ START_TIMEOUT = 30.0  # seconds from spawn to "ready"
 
 class WorkerStartError(RuntimeError):
     """The worker process exited or did not say it was ready in time."""
+
+
+class Relay(Protocol):
+    """A client's signaling relayed to this worker (a SignalRelay)."""
+
+    async def worker_failed(self) -> None: ...
 
 
 class WorkerHandle:
@@ -35,7 +38,7 @@ class WorkerHandle:
         self.pid = 0
         self.ready = False
         self.starts = 0
-        self.relays: set[SignalRelay] = set()
+        self.relays: set[Relay] = set()
         self._stdout_task: asyncio.Task[None] | None = None
 
     @property
@@ -49,7 +52,7 @@ class WorkerHandle:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "mediasrv.worker_process",
+            "mediasrv.cluster.worker_process",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

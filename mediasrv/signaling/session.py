@@ -6,27 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from mediasrv import logs
-from mediasrv.consumer import LayerError, set_preferred_layers
-from mediasrv.media_server import TooManyRooms
-from mediasrv.negotiation import NegotiationError, sending_kinds
-from mediasrv.plugin import Denied, JoinRequest
-from mediasrv.room import RecordingError, RoomFull
+from mediasrv.denied import Denied
+from mediasrv.media_server import MediaServer, TooManyRooms
+from mediasrv.peer import Peer
+from mediasrv.plugin import JoinRequest
+from mediasrv.preferred_layers import LayerError, set_preferred_layers
+from mediasrv.room import RecordingError, Room, RoomFull
+from mediasrv.sdp.negotiation import NegotiationError, sending_kinds
 from mediasrv.tasks import spawn
-
-if TYPE_CHECKING:
-    from mediasrv.config import ServerConfig
-    from mediasrv.media_server import MediaServer
-    from mediasrv.peer import Peer
 
 log = logging.getLogger("mediasrv.signaling")
 
@@ -75,6 +71,7 @@ class SignalingSession:
         self.remote = remote  # the client's IP address
         self.headers = dict(headers or {})
         self.peer: Peer | None = None
+        self.room: Room | None = None  # the peer's
         self._tokens = server.config.max_requests_per_second
         self._refill = time.monotonic()
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -120,7 +117,7 @@ class SignalingSession:
             if self.peer is not None:
                 log.info("peer left (signaling closed)")
                 self.peer.close()
-                self.peer = None
+                self.peer = self.room = None
             self._outbox.put_nowait(None)
 
     async def _error(self, request_id: Any, code: str, message: str) -> None:
@@ -199,6 +196,11 @@ class SignalingSession:
         if self.peer is None or self.peer.closed:
             raise ProtocolError("not_joined", "join a room first")
         return self.peer
+
+    def _joined_room(self) -> tuple[Peer, Room]:
+        peer = self._joined()
+        assert self.room is not None  # set with the peer
+        return peer, self.room
 
     # ---- methods ----
 
@@ -282,7 +284,7 @@ class SignalingSession:
         except RoomFull as exc:
             raise ProtocolError("room_full", str(exc)) from None
         peer.identity = identity
-        self.peer = peer
+        self.peer, self.room = peer, room
         logs.room_id.set(room.id)  # every line logged for this connection names them
         logs.peer_id.set(peer.id)
         log.info("peer joined from %s (%d in the room)", self.remote, len(room.peers))
@@ -312,7 +314,7 @@ class SignalingSession:
         return peer.publish(sdp)
 
     async def _m_startRecording(self, params: dict[str, Any]) -> dict[str, Any]:
-        peer = self._joined()
+        peer, room = self._joined_room()
         if not self.server.config.recording.signaling:
             raise ProtocolError("not_permitted", "recordings are not started over signaling here")
         ids = _param(params, "producerIds", list, required=False, default=None)
@@ -323,7 +325,7 @@ class SignalingSession:
                 "invalid_params", "params.producerIds must be a list of at most 64 producer ids"
             )
         try:
-            recording = await peer.room.start_recording(ids, by=peer.id)
+            recording = await room.start_recording(ids, by=peer.id)
         except Denied as denied:
             self.server.count_rejected(f"recording:{denied.code}")
             raise ProtocolError(denied.code, denied.message) from None
@@ -332,14 +334,14 @@ class SignalingSession:
         return recording.info()
 
     async def _m_stopRecording(self, params: dict[str, Any]) -> dict[str, Any]:
-        peer = self._joined()
+        _peer, room = self._joined_room()
         if not self.server.config.recording.signaling:
             raise ProtocolError("not_permitted", "recordings are not stopped over signaling here")
-        recording = peer.room.stop_recording("stopped")
+        recording = room.stop_recording("stopped")
         if recording is not None:
             return recording.info()
         # a spread room recorded on another worker
-        stopped = await self.server.links.stop_remote_recording(peer.room)
+        stopped = await room.stop_remote_recording()
         if stopped is None:
             raise ProtocolError("not_recording", "this room is not being recorded")
         return stopped
@@ -350,9 +352,9 @@ class SignalingSession:
         return {}
 
     def _producer(self, params: dict[str, Any]) -> Any:
-        peer = self._joined()
+        _peer, room = self._joined_room()
         producer_id = _param(params, "producerId", str)
-        producer = peer.room.router.producers.get(producer_id)
+        producer = room.router.producers.get(producer_id)
         if producer is None:
             raise ProtocolError("unknown_producer", f"no producer {producer_id!r} in this room")
         return producer
@@ -417,45 +419,6 @@ class SignalingSession:
 
     async def _m_leave(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()
-        self.peer = None
+        self.peer = self.room = None
         peer.close()
         return {}
-
-
-PROXY_HEADER = "X-Mediasrv-Proxy"  # the supervisor's proof that it set X-Forwarded-For
-
-
-def client_address(request: web.Request, config: ServerConfig) -> str:
-    """The client's IP address: the connection's, or the first X-Forwarded-For entry when
-    ``config.trust_forwarded`` and the connection comes from loopback. A worker process of a
-    supervisor (``internal_token`` set) trusts the header only with the supervisor's proof,
-    so another local process cannot forge the address."""
-    direct = request.remote or ""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if not (config.trust_forwarded and forwarded and direct in ("127.0.0.1", "::1")):
-        return direct
-    proof = config.internal_token
-    if proof and not hmac.compare_digest(request.headers.get(PROXY_HEADER, ""), proof):
-        return direct
-    first = forwarded.split(",")[0].strip()
-    return first if 0 < len(first) <= 64 else direct
-
-
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    from mediasrv.http_app import SERVER_KEY
-
-    server = request.app[SERVER_KEY]
-    if server.closed:
-        raise web.HTTPServiceUnavailable(text="the server is shutting down")
-    ws = web.WebSocketResponse(max_msg_size=server.config.max_message_size, heartbeat=20.0)
-    await ws.prepare(request)
-    session = SignalingSession(
-        server, ws, client_address(request, server.config),
-        {k: v for k, v in request.headers.items()},
-    )  # fmt: skip
-    server.signaling_sessions.add(ws)
-    try:
-        await session.run()
-    finally:
-        server.signaling_sessions.discard(ws)
-    return ws

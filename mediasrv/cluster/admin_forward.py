@@ -7,16 +7,15 @@ supervisor's proof)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
-from mediasrv.signaling import PROXY_HEADER, client_address
-
-if TYPE_CHECKING:
-    from mediasrv.supervisor import Supervisor
-    from mediasrv.worker_handle import WorkerHandle
+from mediasrv.cluster.worker_handle import WorkerHandle
+from mediasrv.config import ServerConfig
+from mediasrv.http.forwarded import PROXY_HEADER, client_address
 
 PROXY_TIMEOUT = aiohttp.ClientTimeout(total=30)
 HOP_HEADERS = {
@@ -32,8 +31,35 @@ HOP_HEADERS = {
 }
 
 
+class ForwardHost(Protocol):
+    """What the forwarding needs of the supervisor (a Supervisor): its workers and where
+    the rooms are."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def http(self) -> aiohttp.ClientSession: ...
+
+    @property
+    def workers(self) -> Sequence[WorkerHandle]: ...
+
+    @property
+    def rooms(self) -> Mapping[str, WorkerHandle]: ...
+
+    @property
+    def spans(self) -> Mapping[str, list[WorkerHandle]]: ...
+
+    def place(self, room: str | None) -> WorkerHandle | None: ...
+
+    def connections(self, room: str, worker: WorkerHandle) -> int: ...
+
+
 class AdminForward:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: ForwardHost) -> None:
         self.supervisor = supervisor
 
     def _target(self, request: web.Request) -> WorkerHandle | None:

@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from mediasrv.admin_openapi import OPENAPI
-from mediasrv.consumer import set_preferred_layers
-from mediasrv.http_json import BadRequest, bearer_ok, error, read_object, unauthorized
-from mediasrv.plugin import Denied
+from mediasrv.denied import Denied
+from mediasrv.http.admin_openapi import OPENAPI
+from mediasrv.http.json_body import BadRequest, bearer_ok, error, read_object, unauthorized
+from mediasrv.media_server import MediaServer
+from mediasrv.preferred_layers import set_preferred_layers
 from mediasrv.room import RecordingError, Room
-
-if TYPE_CHECKING:
-    from mediasrv.media_server import MediaServer
 
 log = logging.getLogger("mediasrv.admin")
 

@@ -1,8 +1,8 @@
 """Prometheus metrics of a MediaServer, read from its objects at scrape time.
 
-``server.metrics`` is a :class:`prometheus_client.CollectorRegistry` of the server's own (no
-global state: several servers in one process keep theirs apart); ``server.metrics_text()`` is
-the exposition text, served at ``/metrics`` (docs/operations.md). Nothing is counted per packet
+The HTTP frontend registers these collectors on the server's own registry
+(``server.metrics``); ``server.metrics_text()`` is the exposition text, served at ``/metrics``
+(docs/operations.md). Nothing is counted per packet
 in Python: counters come from the data plane's and the objects' own totals when scraped
 (closed producers and consumers leave theirs in their worker's ``closed_totals``), and the
 forwarding latency histogram is kept by the data plane itself. Labels are bounded (kinds,
@@ -16,9 +16,10 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -28,8 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from mediasrv.media_server import MediaServer
+from mediasrv.media_server import MediaServer
 
 KINDS = ("audio", "video")
 RTT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -67,8 +67,9 @@ class ServerCollector(Collector):
     losses, repairs, keyframe requests, layers, RTT, jitter, forwarding latency, drops,
     DTLS/ICE failures, refused requests, plugins, CPU."""
 
-    def __init__(self, server: MediaServer) -> None:
+    def __init__(self, server: MediaServer, sessions: set[web.WebSocketResponse]) -> None:
         self.server = server
+        self.sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         server = self.server
@@ -85,7 +86,7 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "mediasrv_signaling_sessions",
             "Signaling WebSocket connections",
-            value=len(server.signaling_sessions),
+            value=len(self.sessions),
         )
         yield GaugeMetricFamily(
             "mediasrv_ready", "1 while the server takes joins", value=server.ready
@@ -350,12 +351,10 @@ class LoopLagMonitor:
             self.histogram.observe(self.last)
 
 
-def server_registry(server: MediaServer) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(server))
-    registry.register(RecordingCollector(server))
-    return registry
-
-
-def exposition(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
+def register_collectors(
+    server: MediaServer, sessions: set[web.WebSocketResponse]
+) -> LoopLagMonitor:
+    """The server's collectors on its registry; the loop-lag monitor to run."""
+    server.metrics.register(ServerCollector(server, sessions))
+    server.metrics.register(RecordingCollector(server))
+    return LoopLagMonitor(server.metrics)

@@ -1,19 +1,20 @@
-"""The HTTP application: signaling WebSocket, the browser client SDK, health and info."""
+"""The HTTP application: signaling WebSocket, the browser client SDK, health and info, the
+metrics endpoint and the admin API."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from mediasrv import __version__, _core
-from mediasrv.http_json import bearer_ok
-from mediasrv.signaling import websocket_handler
-
-if TYPE_CHECKING:
-    from mediasrv.media_server import MediaServer
+from mediasrv import _core
+from mediasrv.http.admin_api import admin_routes
+from mediasrv.http.forwarded import forwarded_remote
+from mediasrv.http.json_body import bearer_ok
+from mediasrv.media_server import MediaServer
+from mediasrv.signaling.websocket import websocket_handler
+from mediasrv.version import __version__
 
 CLIENT_JS = "mediasrv-client.js"
 SERVER_KEY: web.AppKey[MediaServer] = web.AppKey("server")
@@ -80,37 +81,19 @@ async def client_sdk(request: web.Request) -> web.Response:
     )
 
 
-@web.middleware
-async def forwarded_remote(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Behind the supervisor (``trust_forwarded``): ``request.remote`` is the client's address
-    from X-Forwarded-For, for every route (signaling, admin, plugins' routes)."""
-    from mediasrv.signaling import client_address
-
-    address = client_address(request, request.app[SERVER_KEY].config)
-    if address != request.remote:
-        request = request.clone(remote=address)
-    return await handler(request)
-
-
-def create_app(server: MediaServer) -> web.Application:
-    middlewares = [forwarded_remote] if server.config.trust_forwarded else []
+def create_app(server: MediaServer, sessions: set[web.WebSocketResponse]) -> web.Application:
+    """The server's application; ``sessions`` holds the open signaling WebSockets."""
+    config = server.config
+    middlewares = [forwarded_remote(config)] if config.trust_forwarded else []
     app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app[SERVER_KEY] = server
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if server.config.metrics.enabled and not server.config.metrics.host:
+    if config.metrics.enabled and not config.metrics.host:
         app.router.add_get("/metrics", metrics_handler(server))
     app.router.add_get("/", info)
-    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/ws", websocket_handler(server, sessions))
     app.router.add_get(f"/client/{CLIENT_JS}", client_sdk)
-    if server.config.internal_token:
-        from mediasrv.room_links import internal_routes
-
-        app.add_routes(internal_routes(server, server.links))
-    if server.config.admin_token:
-        from mediasrv.admin_api import admin_routes
-
-        app.add_routes(admin_routes(server, server.config.admin_token))
+    if config.admin_token:
+        app.add_routes(admin_routes(server, config.admin_token))
     return app

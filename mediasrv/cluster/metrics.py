@@ -5,20 +5,42 @@ families, each sample labelled ``worker``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence, Sized
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from mediasrv.supervisor import Supervisor
-    from mediasrv.worker_handle import WorkerHandle
+from mediasrv.cluster.directory import ClusterDirectory
+from mediasrv.cluster.worker_handle import WorkerHandle
+
+
+class SupervisedState(Protocol):
+    """What the supervisor's own series are read from (a Supervisor)."""
+
+    @property
+    def workers(self) -> Sequence[WorkerHandle]: ...
+
+    @property
+    def restarts(self) -> Counter[int]: ...
+
+    @property
+    def rooms(self) -> Mapping[str, WorkerHandle]: ...
+
+    @property
+    def remote_relays(self) -> Sized: ...
+
+    @property
+    def directory(self) -> ClusterDirectory | None: ...
+
+    @property
+    def forged_relays(self) -> int: ...
 
 
 class SupervisorCollector(Collector):
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: SupervisedState) -> None:
         self.supervisor = supervisor
 
     def collect(self) -> Iterator[Metric]:

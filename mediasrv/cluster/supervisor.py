@@ -4,13 +4,13 @@ Each worker process is a whole :class:`~mediasrv.media_server.MediaServer` with 
 loop, UDP port (``media.rtc_port + index``) and rooms; the supervisor owns the public listener:
 
 - ``/ws``: every signaling connection is relayed to the worker of its room
-  (:class:`~mediasrv.signal_relay.SignalRelay`); a new room goes to the least loaded worker;
+  (:class:`~mediasrv.cluster.signal_relay.SignalRelay`); a new room goes to the least loaded worker;
 - ``/healthz``, ``/readyz`` (ready while every worker runs), ``/`` (the workers);
 - ``/metrics``: the supervisor's own metrics and every worker's, each sample labelled
   ``worker``;
 - ``/admin/...`` and ``/plugins/...``: forwarded to the worker of the room named in the path,
   else to a running worker (``GET /admin/rooms`` lists every worker's rooms;
-  :class:`~mediasrv.admin_forward.AdminForward`);
+  :class:`~mediasrv.cluster.admin_forward.AdminForward`);
 - ``/client/mediasrv-client.js``.
 
 A worker that exits unasked is noticed at once (its process ends): its clients get a
@@ -33,18 +33,18 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mediasrv import __version__
-from mediasrv.admin_forward import PROXY_TIMEOUT, AdminForward
-from mediasrv.cluster_directory import ClusterDirectory
+from mediasrv.cluster.admin_forward import PROXY_TIMEOUT, AdminForward
+from mediasrv.cluster.directory import ClusterDirectory
+from mediasrv.cluster.metrics import SupervisorCollector, WorkersCollector
+from mediasrv.cluster.relay_proof import HEADER as RELAYED_HEADER
+from mediasrv.cluster.relay_proof import RelayProofs
+from mediasrv.cluster.signal_relay import SignalRelay
+from mediasrv.cluster.worker_handle import WorkerHandle, WorkerStartError
 from mediasrv.config import ServerConfig
-from mediasrv.http_app import client_sdk
-from mediasrv.http_json import bearer_ok
-from mediasrv.relay_proof import HEADER as RELAYED_HEADER
-from mediasrv.relay_proof import RelayProofs
-from mediasrv.signal_relay import SignalRelay
-from mediasrv.signaling import client_address
-from mediasrv.supervisor_metrics import SupervisorCollector, WorkersCollector
-from mediasrv.worker_handle import WorkerHandle, WorkerStartError
+from mediasrv.http.app import client_sdk
+from mediasrv.http.forwarded import client_address
+from mediasrv.http.json_body import bearer_ok
+from mediasrv.version import __version__
 
 log = logging.getLogger("mediasrv.supervisor")
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)

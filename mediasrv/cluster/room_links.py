@@ -20,19 +20,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-from mediasrv.pipe_transport import MAX_LAYERS
+from mediasrv.http.frontend import HttpFrontend
+from mediasrv.http.json_body import BadRequest, bearer_ok, error, read_object
+from mediasrv.media_server import MediaServer
+from mediasrv.pipe_transport import MAX_LAYERS, PipeError, PipeTransport
+from mediasrv.producer import Producer
+from mediasrv.room import Room
 from mediasrv.tasks import spawn
-
-if TYPE_CHECKING:
-    from mediasrv.media_server import MediaServer
-    from mediasrv.pipe_transport import PipeTransport
-    from mediasrv.producer import Producer
-    from mediasrv.room import Room
-    from mediasrv.worker import Worker
+from mediasrv.worker import Worker
 
 log = logging.getLogger("mediasrv.links")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -74,6 +74,10 @@ class RoomLinks:
         if self._http is not None:
             await self._http.close()
 
+    def _worker(self, room: Room) -> Worker:
+        """The worker the room's router runs on."""
+        return next(w for w in self.server.workers if w is room.router.worker)
+
     async def _call(
         self, method: str, http_port: int, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, str] | str:
@@ -101,11 +105,12 @@ class RoomLinks:
             self._watched.add(room_id)
             room.router.on("producer", lambda p: spawn(self._piped_out(room, p), "pipe out"))
             room.router.on("producerclose", lambda p: spawn(self._closed(room, p), "unpipe"))
-            worker = room.router.worker
+            worker = self._worker(room)
             room.on("close", lambda: self._forget(room_id, worker))
             room.on("peerjoined", lambda peer: spawn(self._peer(room, joined=peer.info()), "peer"))
             room.on("peerleft", lambda peer: spawn(self._peer(room, left=peer.id), "peer"))
             room.on("recordingstate", lambda info: self._recording_state(room, info))
+            room.remote_recording_stopper = lambda: self.stop_remote_recording(room)
         for peer in list(room.peers.values()):
             await self._tell(room, udp, http_port, {"joined": peer.info()})
         if room.recording is not None:  # running or stopped: a re-link corrects stale state
@@ -160,13 +165,13 @@ class RoomLinks:
     ) -> None:
         if producer.closed:
             return
-        pipe = room.router.worker.pipe(udp)
+        pipe = self._worker(room).pipe(udp)
         if producer.id in pipe.sent_ids():
             return  # linked twice while it was being sent (the unlink in between stops it)
         offer = pipe.send(producer)
         sending = self.sending.setdefault((room.id, udp), [])
         sending.append((pipe, producer.id))
-        worker = room.router.worker
+        worker = self._worker(room)
         body = {"offer": offer, "from": [worker.config.listen_ip, worker.port]}
         answer = await self._call("POST", http_port, f"/internal/rooms/{room.id}/piped", body)
         if isinstance(answer, tuple) and answer[0] == 200:
@@ -188,7 +193,7 @@ class RoomLinks:
         self, room: Room, udp: tuple[str, int], http_port: int, change: dict[str, Any]
     ) -> None:
         """A peer of the room joined or left here: the linked worker's peers hear of it."""
-        worker = room.router.worker
+        worker = self._worker(room)
         body = {**change, "via": [worker.config.listen_ip, worker.port]}
         answer = await self._call("POST", http_port, f"/internal/rooms/{room.id}/peers", body)
         if isinstance(answer, str):
@@ -202,7 +207,7 @@ class RoomLinks:
             self._post_recording(room, udp, info)
 
     def _post_recording(self, room: Room, udp: tuple[str, int], info: dict[str, Any]) -> None:
-        worker = room.router.worker
+        worker = self._worker(room)
         body = {"info": info, "via": [worker.config.listen_ip, worker.port]}
         key = f"recording|{room.id}|{udp[0]}:{udp[1]}"
         self._deliver(key, room.id, udp, f"/internal/rooms/{room.id}/recording", body)
@@ -240,7 +245,7 @@ class RoomLinks:
 
     def receive(self, room_id: str, offer: object, source: tuple[str, int]) -> Producer:
         room = self.server.get_or_create_room(room_id)
-        pipe = room.router.worker.pipe(source)
+        pipe = self._worker(room).pipe(source)
         producer = pipe.receive(offer, router=room.router)
         producer.app_data["pipedVia"] = list(source)
         if producer.simulcast:
@@ -264,7 +269,7 @@ class RoomLinks:
         worker pauses the others on its pipe, and its publisher may stop encoding them."""
         if producer.closed:
             return
-        worker = room.router.worker
+        worker = self._worker(room)
         path = f"/internal/rooms/{room.id}/piped/{producer.app_data['pipedFrom']}/layers"
         body = {"active": active, "to": [worker.config.listen_ip, worker.port]}
         self._deliver(key, room.id, source, path, body)
@@ -331,12 +336,20 @@ class RoomLinks:
         return bool(found)
 
 
+def serve_links(server: MediaServer, frontend: HttpFrontend) -> RoomLinks:
+    """The links of a worker process's spread rooms: their internal API on the frontend's
+    application (behind ``internal_token``), closed with it."""
+    links = RoomLinks(server)
+    frontend.app.add_routes(internal_routes(server, links))
+
+    async def close(_app: web.Application) -> None:
+        await links.close()
+
+    frontend.app.on_cleanup.append(close)
+    return links
+
+
 def internal_routes(server: MediaServer, links: RoomLinks) -> list[Any]:
-    from aiohttp import web
-
-    from mediasrv.http_json import BadRequest, bearer_ok, error, read_object
-    from mediasrv.pipe_transport import PipeError
-
     token = server.config.internal_token or ""
 
     def guarded(handler: Any) -> Any:
