@@ -1,4 +1,6 @@
-# The worker's data plane: one UDP socket shared by every transport of a worker.
+# The worker's data plane: one UDP socket shared by every transport of a worker, and the
+# ICE-TCP connections of its passive TCP candidate (cext/tcp.pyx), whose frames take the same
+# path as datagrams.
 #
 # recvmmsg batch -> demultiplex by first byte (RFC 7983) -> STUN and DTLS up to Python,
 # RTP/RTCP by remote address to a PlaneTransport (an address that has not passed ICE is dropped
@@ -849,6 +851,7 @@ cdef class PlaneTransport:
     cdef sockaddr_storage _addr
     cdef socklen_t _addrlen
     cdef uint64_t _key
+    cdef TcpConnection _tcp              # bound to an ICE-TCP connection instead of an address
     cdef readonly object remote_address
     cdef list _streams
     cdef readonly uint64_t rtp_packets_in
@@ -912,6 +915,21 @@ cdef class PlaneTransport:
         """Bind this transport to a remote (host, port): its datagrams now reach it."""
         self._plane._bind(self, address)
 
+    def set_tcp_connection(self, TcpConnection connection not None) -> None:
+        """Bind this transport to an ICE-TCP connection (leaving any UDP address): what it
+        sends goes framed on the connection, and the connection's frames reach it."""
+        self._plane._bind_tcp(self, connection)
+
+    @property
+    def tcp(self):
+        """The ICE-TCP connection this transport is bound to, or None."""
+        return self._tcp
+
+    @property
+    def protocol(self) -> str:
+        """'tcp' when bound to an ICE-TCP connection, else 'udp'."""
+        return "tcp" if self._tcp is not None else "udp"
+
     def send_rtcp(self, bytes packet not None) -> bool:
         """Protect (when SRTP) and send one RTCP compound; False when not ready or refused."""
         cdef WorkerPlane plane = self._plane
@@ -950,6 +968,8 @@ cdef class PlaneTransport:
         """Send a datagram as it is (STUN, DTLS) to the bound remote address."""
         if self.closed or self.remote_address is None:
             return False
+        if self._tcp is not None:
+            return self._tcp.send_frame(data)
         return self._plane._sock.sendto(data, self.remote_address) == len(data)
 
     def close(self) -> None:
@@ -958,6 +978,9 @@ cdef class PlaneTransport:
             for stream in list(self._streams):
                 stream.close()
             self._plane._unbind(self)
+            if self._tcp is not None:
+                # the connection was made for this transport's ICE: nothing else may use it
+                self._tcp.close("transport_closed")
             self._inbound = None
             self._outbound = None
 
@@ -981,7 +1004,8 @@ cdef class PlaneTransport:
     cdef inline bint _can_send(self) noexcept:
         if self._journal is not None:
             return not self.closed
-        return not self.closed and self._key != 0 and (not self.srtp or self._outbound is not None)
+        return not self.closed and (self._key != 0 or self._tcp is not None) and \
+            (not self.srtp or self._outbound is not None)
 
     cdef inline int _protect(self, uint8_t* buf, int* length) noexcept:
         """SRTP-protect an outgoing RTP packet in place (plain transports send it as it is)."""
@@ -1023,6 +1047,14 @@ cdef class WorkerPlane:
     cdef readonly uint64_t send_errors
     cdef readonly uint64_t handler_errors
     cdef uint64_t _drops[9]
+    # ICE-TCP: the connection whose frames are being dispatched (None: datagrams of the UDP
+    # socket), the connections with frames to write at the next flush, and their counters
+    cdef TcpConnection _source
+    cdef list _tcp_pending
+    cdef readonly int tcp_connections
+    cdef readonly uint64_t tcp_accepted
+    cdef readonly uint64_t tcp_bad_frames
+    cdef readonly uint64_t tcp_send_dropped
     # forwarding latency: from the start of processing a received batch to the sendmmsg of
     # each packet forwarded from it, counted per packet in fixed buckets (PLANE_LATENCY_BOUNDS)
     cdef uint64_t _batch_start_ns
@@ -1046,6 +1078,7 @@ cdef class WorkerPlane:
         self._sock = sock
         self._handler = handler
         self._by_key = {}
+        self._tcp_pending = []
 
     def __dealloc__(self):
         PyMem_Free(self._in)
@@ -1107,6 +1140,9 @@ cdef class WorkerPlane:
             raise ValueError("the transport is closed")
         tuple_to_sockaddr(address, self._sock._family, &addr, &addrlen)
         cdef uint64_t key = plane_address_key(&addr)
+        if t._tcp is not None:
+            t._tcp._transport = None
+            t._tcp = None
         other = self._by_key.get(key)
         if other is not None and other is not t:
             # the address moved to another transport (a peer reconnected): the newest wins
@@ -1122,6 +1158,25 @@ cdef class WorkerPlane:
             self._table_rebuild(self._capacity * 2)
         else:
             self._table_put(key, t)
+        return 0
+
+    cdef int _bind_tcp(self, PlaneTransport t, TcpConnection connection) except -1:
+        if t.closed:
+            raise ValueError("the transport is closed")
+        if connection.closed:
+            raise ValueError("the connection is closed")
+        if connection._plane is not self:
+            raise ValueError("the connection belongs to another worker")
+        if connection._transport is not None and connection._transport is not t:
+            raise ValueError("the connection is bound to another transport")
+        self._unbind(t)
+        if t._tcp is not None and t._tcp is not connection:
+            t._tcp._transport = None       # the old connection stays open until it expires
+        t._tcp = connection
+        connection._transport = t
+        t._addr = connection._addr
+        t._addrlen = connection._addrlen
+        t.remote_address = connection.remote_address
         return 0
 
     cdef int _unbind(self, PlaneTransport t) except -1:
@@ -1202,11 +1257,15 @@ cdef class WorkerPlane:
             return
         b = buf[0]
         if b <= 3:
-            self._call(self._handler.on_stun, PyBytes_FromStringAndSize(<char*>buf, length),
-                       sockaddr_to_tuple(addr))
+            if self._source is not None:
+                self._call(self._handler.on_stun_tcp,
+                           PyBytes_FromStringAndSize(<char*>buf, length), self._source)
+            else:
+                self._call(self._handler.on_stun, PyBytes_FromStringAndSize(<char*>buf, length),
+                           sockaddr_to_tuple(addr))
             return
         if 20 <= b <= 63:
-            t = self._lookup(addr)
+            t = self._from(addr)
             if t is None:
                 self._drops[0] += 1
                 return
@@ -1215,7 +1274,7 @@ cdef class WorkerPlane:
         if b < 128 or b > 191:
             self._drops[1] += 1
             return
-        t = self._lookup(addr)
+        t = self._from(addr)
         if t is None or t.closed:
             self._drops[0] += 1
             return
@@ -1226,6 +1285,13 @@ cdef class WorkerPlane:
             self._rtcp(t, buf, length)
         else:
             self._rtp(t, buf, length, now)
+
+    cdef inline PlaneTransport _from(self, const sockaddr_storage* addr):
+        """The transport a datagram or frame is from: the one its ICE-TCP connection is
+        bound to, or the one bound to its UDP source address."""
+        if self._source is not None:
+            return self._source._transport
+        return self._lookup(addr)
 
     cdef void _rtcp(self, PlaneTransport t, uint8_t* buf, int length):
         if t.srtp:
@@ -1299,6 +1365,13 @@ cdef class WorkerPlane:
         stream._receive(self, buf, length, &h, now, rtx)
 
     cdef inline void _queue(self, int slot, int length, PlaneTransport t) noexcept:
+        if t._tcp is not None:
+            # framed into the connection's send buffer (the slot is free again at once)
+            if t._tcp._enqueue(self._out.data[slot], length):
+                self.forwarded += 1
+                t.packets_out += 1
+                t.bytes_out += length
+            return
         self._out.lengths[slot] = length
         self._out.addrs[slot] = t._addr
         self._out.addrlens[slot] = t._addrlen
@@ -1313,6 +1386,12 @@ cdef class WorkerPlane:
         cdef int sent = self._out.count
         cdef uint64_t waited
         cdef int bucket
+        cdef list pending
+        if self._tcp_pending:
+            pending = self._tcp_pending
+            self._tcp_pending = []
+            for connection in pending:
+                (<TcpConnection>connection)._write()
         self.forwarded += self._sock.flush_c(self._out, &dropped)
         self.send_errors += dropped
         if self._batch_start_ns and sent > dropped:

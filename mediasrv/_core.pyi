@@ -682,6 +682,13 @@ class PlaneTransport:
     def ready(self) -> bool: ...
     def add_stream(self, stream: PlaneStream) -> None: ...
     def set_remote_address(self, address: tuple[str, int]) -> None: ...
+    def set_tcp_connection(self, connection: TcpConnection) -> None:
+        """Bind to an ICE-TCP connection (leaving any UDP address)."""
+    @property
+    def tcp(self) -> TcpConnection | None: ...
+    @property
+    def protocol(self) -> str:
+        """'tcp' when bound to an ICE-TCP connection, else 'udp'."""
     def send_rtcp(self, packet: bytes) -> bool: ...
     def redeliver(self, packet: bytes) -> bool:
         """Route an already unprotected RTP packet to its (new) stream."""
@@ -718,14 +725,20 @@ class JournalSink:
 class WorkerPlane:
     """One worker's data plane: its UDP socket, the address table and the forwarding loop.
 
-    ``handler`` gets on_stun(data, addr), on_dtls(transport, data), on_rtcp(transport, data) and
-    on_unknown_ssrc(transport, ssrc, payload_type, packet)."""
+    ``handler`` gets on_stun(data, addr), on_dtls(transport, data), on_rtcp(transport, data),
+    on_unknown_ssrc(transport, ssrc, payload_type, packet), and for ICE-TCP connections
+    on_stun_tcp(data, connection), on_tcp_recovered(transport, dropped) and
+    on_tcp_closed(connection, reason)."""
 
     socket: UdpBatchSocket
     received: int
     forwarded: int
     send_errors: int
     handler_errors: int
+    tcp_connections: int
+    tcp_accepted: int
+    tcp_bad_frames: int
+    tcp_send_dropped: int
     def __init__(self, sock: UdpBatchSocket, handler: object) -> None: ...
     @property
     def transports(self) -> int: ...
@@ -741,3 +754,39 @@ class WorkerPlane:
     def stop(self) -> None: ...
     def feed(self, data: bytes, addr: tuple[str, int]) -> None:
         """Process one datagram as if it had arrived from addr (tests, fuzzing)."""
+
+TCP_CLOSE_REASONS: tuple[str, ...]
+
+class TcpConnection:
+    """One ICE-TCP connection (RFC 6544, RFC 4571 framing) accepted on a worker's passive
+    candidate: frames dispatched by the plane like datagrams, a bounded send buffer."""
+
+    remote_address: tuple[str, int]
+    send_buffer_size: int
+    frames_in: int
+    bytes_in: int
+    frames_out: int
+    bytes_out: int
+    dropped_full: int
+    opened_ms: int
+    closed: bool
+    close_reason: str | None
+    def __init__(
+        self, plane: WorkerPlane, sock: socket.socket, *, send_buffer: int = ...
+    ) -> None: ...
+    @property
+    def transport(self) -> PlaneTransport | None: ...
+    @property
+    def queued_bytes(self) -> int: ...
+    def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
+    def fileno(self) -> int: ...
+    def send_frame(self, data: bytes) -> bool: ...
+    def expire(
+        self,
+        now_ms: int,
+        *,
+        frame_timeout_ms: int,
+        ice_timeout_ms: int,
+        stalled_timeout_ms: int,
+    ) -> str | None: ...
+    def close(self, reason: str = "server") -> None: ...

@@ -15,6 +15,13 @@ class MediaConfig:
     listen_ip: str = "127.0.0.1"
     announced_ip: str | None = None  # defaults to listen_ip
     rtc_port: int = 0  # UDP port of the first worker (0: any free port)
+    # ICE-TCP (RFC 6544): each worker also offers a passive TCP candidate, for clients that
+    # cannot send UDP; its port is rtc_tcp_port + the worker's index, or with 0 the same number
+    # as the worker's UDP port (any free port when rtc_port is 0 and that number is taken)
+    ice_tcp: bool = True
+    rtc_tcp_port: int = 0
+    max_tcp_connections: int = 2000  # per worker; more are refused at accept
+    tcp_send_buffer: int = 256 * 1024  # bytes queued per connection; more are dropped
     workers: int = 1
     max_incoming_bitrate: int = 3_000_000  # REMB sent to publishers, bit/s
     ice_timeout: float = 30.0  # seconds from a transport's negotiation to its ICE connection
@@ -26,6 +33,16 @@ class MediaConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.rtc_port <= 65535:
             raise ValueError(f"media.rtc_port: {self.rtc_port} is outside 0..65535")
+        if not 0 <= self.rtc_tcp_port <= 65535:
+            raise ValueError(f"media.rtc_tcp_port: {self.rtc_tcp_port} is outside 0..65535")
+        if not 1 <= self.max_tcp_connections <= 1_000_000:
+            raise ValueError(
+                f"media.max_tcp_connections: {self.max_tcp_connections} is outside 1..1000000"
+            )
+        if not 16 * 1024 <= self.tcp_send_buffer <= 16 * 1024 * 1024:
+            raise ValueError(
+                f"media.tcp_send_buffer: {self.tcp_send_buffer} is outside 16 KiB..16 MiB"
+            )
         if self.workers < 1:
             raise ValueError("media.workers: must be at least 1")
         if self.max_incoming_bitrate < 30_000:

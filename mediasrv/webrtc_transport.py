@@ -39,6 +39,11 @@ class WebRtcWorker(TransportWorker, Protocol):
     @property
     def announced_ip(self) -> str: ...
 
+    @property
+    def tcp_port(self) -> int:
+        """The passive ICE-TCP candidate's port (0: none)."""
+        ...
+
     def register_ice(self, transport: WebRtcTransport) -> None: ...
 
     def unregister_ice(self, transport: WebRtcTransport) -> None: ...
@@ -120,6 +125,7 @@ class WebRtcTransport(Transport):
             self.worker.certificate.fingerprint,
             self.worker.announced_ip,
             self.worker.port,
+            self.worker.tcp_port,
         )
 
     def offered(self) -> None:
@@ -166,17 +172,48 @@ class WebRtcTransport(Transport):
 
     # ---- ICE (called by the worker's STUN responder) ----
 
-    def handle_binding(self, addr: tuple[str, int], use_candidate: bool) -> None:
+    def handle_binding(
+        self,
+        addr: tuple[str, int],
+        use_candidate: bool,
+        connection: _core.TcpConnection | None = None,
+    ) -> None:
+        """A valid binding request from addr, over UDP or on an ICE-TCP connection: the first
+        one binds the transport there, a nominating one (USE-CANDIDATE) moves it there."""
         self.bindings += 1
         self._last_consent = time.monotonic()
-        current = self.plane.remote_address
-        if current is None or (use_candidate and tuple(current) != addr):
-            self.plane.set_remote_address(addr)
+        plane = self.plane
+        current = plane.remote_address
+        if connection is not None:
+            here = plane.tcp is connection
+        else:
+            here = plane.tcp is None and current is not None and tuple(current) == addr
+        if current is None or (use_candidate and not here):
+            if connection is not None:
+                plane.set_tcp_connection(connection)
+            else:
+                plane.set_remote_address(addr)
+            if self.ice_state == "connected":
+                log.debug("transport %s: ICE moved to %s %s", self.id, plane.protocol, addr)
         if self.ice_state != "connected":
             self.ice_state = "connected"
-            log.debug("transport %s: ICE connected from %s", self.id, addr)
+            log.debug("transport %s: ICE connected from %s %s", self.id, plane.protocol, addr)
             if self.dtls is not None:
                 self.dtls.start()
+
+    @property
+    def ice_protocol(self) -> str | None:
+        """'udp' or 'tcp': how the peer reaches this transport now (None: not yet)."""
+        return self.plane.protocol if self.plane.remote_address is not None else None
+
+    def recover_from_congestion(self) -> None:
+        """The ICE-TCP connection refused packets when its send buffer was full and has
+        drained since: the video sent since is broken, so each video consumer waits for a
+        keyframe, asked of its producer now."""
+        for consumer in list(self.consumers.values()):
+            if consumer.kind == "video" and consumer.started and not consumer.closed:
+                consumer.plane.request_sync()
+                consumer.producer.request_keyframe(force=True, layer=consumer.wanted_layer())
 
     # ---- DTLS ----
 

@@ -1,15 +1,18 @@
-"""Worker: one event loop's share of the server — one UDP socket, its data plane, the ICE-lite
-STUN responder, the DTLS certificate, and the routers placed on it."""
+"""Worker: one event loop's share of the server — one UDP socket and one ICE-TCP listener, their
+data plane, the ICE-lite STUN responder, the DTLS certificate, and the routers placed on it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
+import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aioice import stun
@@ -29,6 +32,14 @@ REPORT_INTERVAL = 1.0
 SPEAKER_INTERVAL = 0.3
 LAYER_INTERVAL = 0.5  # simulcast layer allocation
 SOCKET_BUFFER = 4 * 1024 * 1024
+# ICE-TCP connections: the kernel's send buffer of each (the plane's own buffer comes on top),
+# how long a frame may stay unfinished, a connection may wait for its first valid ICE check,
+# and its send buffer may stay full, before it is closed
+TCP_KERNEL_SEND_BUFFER = 128 * 1024
+TCP_FRAME_TIMEOUT_MS = 5_000
+TCP_ICE_TIMEOUT_MS = 10_000
+TCP_STALLED_TIMEOUT_MS = 10_000
+TCP_ACCEPTS_PER_WAKEUP = 64
 
 
 class Worker(Emitter):
@@ -45,6 +56,10 @@ class Worker(Emitter):
         self.socket: _core.UdpBatchSocket | None = None
         self.plane: _core.WorkerPlane | None = None
         self.port = 0
+        self.tcp_listener: socket.socket | None = None
+        self.tcp_port = 0  # 0: no ICE-TCP candidate
+        self.tcp_connections: set[_core.TcpConnection] = set()
+        self.tcp_closed: Counter[str] = Counter()  # ICE-TCP connections closed, by reason
         self.drops: Counter[str] = Counter()
         self.dtls_failures: Counter[str] = Counter()
         self.ice_failures: Counter[str] = Counter()
@@ -70,9 +85,103 @@ class Worker(Emitter):
         )
         self.port = self.socket.local_address[1]
         self.plane = _core.WorkerPlane(self.socket, self)
-        self.plane.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.plane.start(loop)
+        if self.config.ice_tcp:
+            self._listen_tcp(loop)
         self._tasks = [asyncio.create_task(self._run_timers())]
-        log.info("worker %d: media on udp %s:%d", self.index, self.config.listen_ip, self.port)
+        log.info(
+            "worker %d: media on udp %s:%d%s",
+            self.index,
+            self.config.listen_ip,
+            self.port,
+            f" and tcp {self.tcp_port} (ICE-TCP)" if self.tcp_port else "",
+        )
+
+    # ---- ICE-TCP (RFC 6544): the passive candidate's listener ----
+
+    def _tcp_port_wanted(self) -> tuple[int, bool]:
+        """The port to listen on, and whether another one will do if it is taken."""
+        config = self.config
+        if config.rtc_tcp_port:
+            return config.rtc_tcp_port + self.index, False
+        return self.port, not config.rtc_port
+
+    def _listen_tcp(self, loop: asyncio.AbstractEventLoop) -> None:
+        family = socket.AF_INET6 if ":" in self.config.listen_ip else socket.AF_INET
+        port, fallback = self._tcp_port_wanted()
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind((self.config.listen_ip, port))
+            except OSError as exc:
+                if not fallback or exc.errno != errno.EADDRINUSE:
+                    raise OSError(
+                        exc.errno, f"ICE-TCP port {self.config.listen_ip}:{port}: {exc.strerror}"
+                    ) from None
+                listener.bind((self.config.listen_ip, 0))
+            listener.listen(256)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        self.tcp_listener = listener
+        self.tcp_port = listener.getsockname()[1]
+        loop.add_reader(listener.fileno(), self._accept_tcp, loop)
+
+    def _accept_tcp(self, loop: asyncio.AbstractEventLoop) -> None:
+        listener = self.tcp_listener
+        if listener is None or self.plane is None:
+            return
+        for _ in range(TCP_ACCEPTS_PER_WAKEUP):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: try again at the next wakeup
+                self.count_drop("tcp_accept_error")
+                log.warning("worker %d: ICE-TCP accept failed: %s", self.index, exc)
+                return
+            if len(self.tcp_connections) >= self.config.max_tcp_connections:
+                sock.close()
+                self.count_drop("tcp_connection_limit")
+                continue
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_KERNEL_SEND_BUFFER)
+                connection = _core.TcpConnection(
+                    self.plane, sock, send_buffer=self.config.tcp_send_buffer
+                )
+            except OSError as exc:  # reset before we got to it
+                sock.close()
+                self.count_drop("tcp_accept_error")
+                log.debug("ICE-TCP connection from %s lost at accept: %s", addr, exc)
+                continue
+            self.tcp_connections.add(connection)
+            connection.start(loop)
+
+    def on_tcp_closed(self, connection: _core.TcpConnection, reason: str) -> None:
+        self.tcp_connections.discard(connection)
+        self.tcp_closed[reason] += 1
+        log.debug("ICE-TCP connection from %s closed: %s", connection.remote_address, reason)
+
+    def on_tcp_recovered(self, plane_transport: _core.PlaneTransport, dropped: int) -> None:
+        owner = plane_transport.owner
+        log.debug("ICE-TCP transport drained after %d dropped packets", dropped)
+        if isinstance(owner, WebRtcTransport):
+            owner.recover_from_congestion()
+
+    def _expire_tcp(self) -> None:
+        now_ms = int(time.monotonic() * 1000)
+        for connection in list(self.tcp_connections):
+            connection.expire(
+                now_ms,
+                frame_timeout_ms=TCP_FRAME_TIMEOUT_MS,
+                ice_timeout_ms=TCP_ICE_TIMEOUT_MS,
+                stalled_timeout_ms=TCP_STALLED_TIMEOUT_MS,
+            )
 
     def pipe(self, remote: tuple[str, int]) -> PipeTransport:
         """This worker's pipe to another worker's address, shared by all its rooms (the data
@@ -131,56 +240,80 @@ class Worker(Emitter):
     # ---- data plane handler (called from the plane, per event) ----
 
     def on_stun(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A STUN message on the UDP socket."""
+        found = self._check_binding(data, addr, lambda reply: self._send_stun(reply, addr))
+        if found is not None:
+            transport, use_candidate = found
+            transport.handle_binding(addr, use_candidate)
+
+    def on_stun_tcp(self, data: bytes, connection: _core.TcpConnection) -> None:
+        """A STUN message framed on an ICE-TCP connection."""
+        addr = connection.remote_address
+        found = self._check_binding(data, addr, connection.send_frame)
+        if found is None:
+            return
+        transport, use_candidate = found
+        bound = connection.transport
+        if bound is not None and bound is not transport.plane:
+            # one connection carries one transport's ICE (RFC 6544 keeps them apart)
+            self.count_drop("stun_tcp_other_transport")
+            return
+        transport.handle_binding(addr, use_candidate, connection)
+
+    def _check_binding(
+        self, data: bytes, addr: tuple[str, int], reply: Callable[[bytes], object]
+    ) -> tuple[WebRtcTransport, bool] | None:
+        """Answer a binding request (a response, or an error for a bad one) and return its
+        transport and whether it nominates, or None when it was refused or needs nothing."""
         try:
             message = stun.parse_message(data)
         except (ValueError, IndexError, KeyError, struct.error) as exc:
             self.count_drop("stun_malformed")
             log.debug("malformed STUN from %s: %s", addr, exc)
-            return
+            return None
         if message.message_method != stun.Method.BINDING:
             self.count_drop("stun_method")
-            return
+            return None
         if message.message_class == stun.Class.INDICATION:
-            return  # keepalive
+            return None  # keepalive
         if message.message_class != stun.Class.REQUEST:
             self.count_drop("stun_class")
-            return
+            return None
         username = message.attributes.get("USERNAME")
         if not isinstance(username, str) or ":" not in username:
-            self._stun_error(message, addr, 400, "Bad Request")
+            reply(self._stun_error(message, 400, "Bad Request"))
             self.count_drop("stun_no_username")
-            return
+            return None
         transport = self._ice.get(username.split(":", 1)[0])
         if transport is None:
             self.count_drop("stun_unknown_ufrag")
-            return
+            return None
         if "FINGERPRINT" not in message.attributes:
             self.count_drop("stun_no_fingerprint")
-            return
+            return None
         key = transport.ice_pwd.encode()
         if "MESSAGE-INTEGRITY" not in message.attributes or not message.check_message_integrity(
             key
         ):
-            self._stun_error(message, addr, 401, "Unauthorized")
+            reply(self._stun_error(message, 401, "Unauthorized"))
             self.count_drop("stun_unauthorized")
-            return
+            return None
         response = stun.Message(
             stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=message.transaction_id
         )
         response.attributes["XOR-MAPPED-ADDRESS"] = addr
         response.add_message_integrity(key)
-        self._send_stun(bytes(response), addr)
-        transport.handle_binding(addr, "USE-CANDIDATE" in message.attributes)
+        reply(bytes(response))
+        return transport, "USE-CANDIDATE" in message.attributes
 
-    def _stun_error(
-        self, request: stun.Message, addr: tuple[str, int], code: int, reason: str
-    ) -> None:
+    @staticmethod
+    def _stun_error(request: stun.Message, code: int, reason: str) -> bytes:
         response = stun.Message(
             stun.Method.BINDING, stun.Class.ERROR, transaction_id=request.transaction_id
         )
         response.attributes["ERROR-CODE"] = (code, reason)
         response.add_fingerprint()
-        self._send_stun(bytes(response), addr)
+        return bytes(response)
 
     def _send_stun(self, data: bytes, addr: tuple[str, int]) -> None:
         # a full send buffer or an unusable source address (port 0) must not escape into the
@@ -224,6 +357,7 @@ class Worker(Emitter):
             layers = now >= next_layers
             if report:
                 next_report = now + REPORT_INTERVAL
+                self._expire_tcp()
             if speaker:
                 next_speaker = now + SPEAKER_INTERVAL
             if layers:
@@ -260,6 +394,9 @@ class Worker(Emitter):
             "transports": plane.transports if plane is not None else 0,
             "datagramsReceived": plane.received if plane is not None else 0,
             "packetsSent": plane.forwarded if plane is not None else 0,
+            "tcpPort": self.tcp_port,
+            "tcpConnections": len(self.tcp_connections),
+            "tcpClosed": dict(self.tcp_closed),
             "dropped": {**(plane.dropped if plane is not None else {}), **self.drops},
             "dtlsFailures": dict(self.dtls_failures),
             "iceFailures": dict(self.ice_failures),
@@ -275,6 +412,13 @@ class Worker(Emitter):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.tcp_listener is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self.tcp_listener.fileno())
+            self.tcp_listener.close()
+            self.tcp_listener = None
+        for connection in list(self.tcp_connections):
+            connection.close("server")
         if self.plane is not None:
             self.plane.stop()
         if self.socket is not None:

@@ -37,6 +37,12 @@ cdef extern from "<sys/socket.h>" nogil:
     int recvmmsg(int sockfd, mmsghdr* msgvec, unsigned int vlen, int flags, timespec* timeout)
     int sendmmsg(int sockfd, mmsghdr* msgvec, unsigned int vlen, int flags)
     int getsockname(int sockfd, sockaddr* addr, socklen_t* addrlen)
+    # ICE-TCP connections (cext/tcp.pyx): stream reads and writes
+    ssize_t recv(int sockfd, void* buf, size_t len, int flags)
+    ssize_t send(int sockfd, const void* buf, size_t len, int flags)
+
+    enum:
+        MSG_NOSIGNAL
 
 cdef extern from "<netinet/in.h>" nogil:
     enum:

@@ -104,6 +104,18 @@ class ServerCollector(Collector):
             ["kind", "state"],
             ((key, float(n)) for key, n in sorted(states.items())),
         )
+        protocols: Counter[str] = Counter(
+            protocol
+            for t in transports
+            if (protocol := getattr(t, "ice_protocol", None)) is not None
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "mediasrv_ice_transports",
+            "WebRTC transports with an ICE path, by the protocol it runs on (udp, tcp)",
+            ["protocol"],
+            (((p,), float(protocols[p])) for p in ("udp", "tcp")),
+        )
         yield _labelled(
             GaugeMetricFamily,
             "mediasrv_producers",
@@ -170,6 +182,7 @@ class ServerCollector(Collector):
             "Datagrams the kernel refused to send",
             float(sum(p.send_errors for p in planes)),
         )
+        yield from self._ice_tcp(planes)
         drops: Counter[str] = Counter()
         for worker in server.workers:
             if worker.plane is not None:
@@ -228,6 +241,33 @@ class ServerCollector(Collector):
         )
         cpu.add_metric(["0"], usage.ru_utime + usage.ru_stime)
         yield cpu
+
+    def _ice_tcp(self, planes: list[Any]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "mediasrv_ice_tcp_connections",
+            "ICE-TCP connections open on the workers' passive candidates",
+            value=float(sum(p.tcp_connections for p in planes)),
+        )
+        yield _counter(
+            "mediasrv_ice_tcp_accepted",
+            "ICE-TCP connections accepted",
+            float(sum(p.tcp_accepted for p in planes)),
+        )
+        closed: Counter[str] = Counter()
+        for worker in self.server.workers:
+            closed.update(worker.tcp_closed)
+        yield _labelled(
+            CounterMetricFamily,
+            "mediasrv_ice_tcp_closed",
+            "ICE-TCP connections closed, by reason (bad_frame: framing refused)",
+            ["reason"],
+            (((reason,), float(n)) for reason, n in sorted(closed.items())),
+        )
+        yield _counter(
+            "mediasrv_ice_tcp_send_dropped",
+            "Packets dropped because an ICE-TCP connection's send buffer was full",
+            float(sum(p.tcp_send_dropped for p in planes)),
+        )
 
     @staticmethod
     def _latency(planes: list[Any]) -> Iterator[Metric]:

@@ -41,6 +41,13 @@ class NegotiationError(Exception):
         self.code = code
 
 
+# candidate priorities (RFC 8445 5.1.2.1): host type preference 126 for both; the local
+# preference puts UDP first and the passive TCP candidate below it (RFC 6544 4.2), so a client
+# uses TCP only when its UDP checks fail
+UDP_PRIORITY = (126 << 24) | (65535 << 8) | 255
+TCP_PRIORITY = (126 << 24) | (16383 << 8) | 255
+
+
 @dataclass(frozen=True)
 class LocalParameters:
     """What the server puts in every description of one transport."""
@@ -50,6 +57,7 @@ class LocalParameters:
     fingerprint: str  # sha-256, colon-separated hex
     host: str
     port: int
+    tcp_port: int = 0  # the passive ICE-TCP candidate's port (0: none offered)
 
 
 @dataclass
@@ -227,7 +235,12 @@ def _transport_lines(local: LocalParameters, setup: str, first: bool) -> list[st
         f"a=setup:{setup}",
     ]
     if first:
-        lines.append(f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host")
+        lines.append(f"a=candidate:1 1 udp {UDP_PRIORITY} {local.host} {local.port} typ host")
+        if local.tcp_port:
+            lines.append(
+                f"a=candidate:2 1 tcp {TCP_PRIORITY} {local.host} {local.tcp_port} typ host "
+                "tcptype passive"
+            )
         lines.append("a=end-of-candidates")
     return lines
 

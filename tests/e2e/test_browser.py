@@ -249,14 +249,21 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness() -> AsyncIterator[Harness]:
-    server = MediaServer(ServerConfig(port=0))
+async def harness(
+    config: ServerConfig | None = None, *, extra_args: tuple[str, ...] = ()
+) -> AsyncIterator[Harness]:
+    """A server (port 0, or the config given) and one Chromium (with extra_args besides the
+    usual flags)."""
+    server = MediaServer(config or ServerConfig(port=0))
     HttpFrontend(server)
     await server.start()
     try:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=15_000
+                executable_path=CHROMIUM,
+                args=[*CHROMIUM_ARGS, *extra_args],
+                headless=True,
+                timeout=15_000,
             )
             h = Harness(server, browser)
             try:
