@@ -12,17 +12,19 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 # chromium and ffmpeg: real clients of the end-to-end tests (see ../shared/TESTING.md);
 # nodejs and npm: install the browser-test tools (axe-core, see package.json);
-# redis-server: the cluster tests' directory (started by the test fixtures on loopback)
+# redis-server: the cluster tests' directory (started by the test fixtures on loopback);
+# coturn: the TURN server of the TURN tests and of `make run-turn` (loopback only)
 APT_PACKAGES := build-essential pkg-config libssl-dev ca-certificates chromium ffmpeg nodejs npm \
-	redis-server
+	redis-server coturn
 LIBSRTP := build/libsrtp/lib/libsrtp2.a
 PYTEST_ARGS ?=
 
 
-.PHONY: help sysdeps libsrtp install build lint typecheck test run serve bench asan-test clean
+.PHONY: help sysdeps libsrtp install build lint typecheck test run run-turn serve bench asan-test clean
 
 help:
 	@echo "make run        start the video visit service demo on http://$(HOST):$(PORT)/visit/"
+	@echo "make run-turn   the same demo with a local coturn beside it (TURN on 127.0.0.1:3478)"
 	@echo "make serve      start the bare media server ('mediasrv serve') on $(HOST):$(PORT)"
 	@echo "make test       install everything needed, then ruff, mypy and the whole pytest suite"
 	@echo "make bench      microbenchmarks, whole-server, recording and load-generator runs"
@@ -83,6 +85,11 @@ test: build lint typecheck node_modules/.stamp
 # the video visit service demo (examples/visit_service) on the embedded default
 run: build
 	$(PY) -m examples.visit_service --host $(HOST) --port $(PORT)
+
+# the demo with a local coturn (TURN over UDP and TCP on loopback, a secret made per run)
+run-turn: build
+	$(MAKE) sysdeps
+	$(PY) -m examples.visit_service.with_coturn --host $(HOST) --port $(PORT)
 
 # the bare media server (no plugins) on the embedded default
 serve: build

@@ -40,6 +40,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -369,6 +370,7 @@ class Client(AsyncIOEventEmitter):
         self.send_pc = RTCPeerConnection(self._configuration)
         self.recv_pc: RTCPeerConnection | None = None
         self._control: RTCDataChannel = self.send_pc.createDataChannel(CONTROL_LABEL)
+        self.send_pc.on("datachannel", self._on_datachannel)
         self._channels: dict[str, RTCDataChannel] = {}
         self._consumers_by_mid: dict[str, dict[str, Any]] = {}
         self.peer_id = ""
@@ -380,8 +382,30 @@ class Client(AsyncIOEventEmitter):
         self.recording: dict[str, Any] | None = None
         self.producers: list[dict[str, Any]] = []
         self.closed = False
-        self.send_pc.on("datachannel", self._on_datachannel)
         self.chat = Chat(self)
+
+    async def _add_ice_servers(self, servers: list[dict[str, Any]]) -> None:
+        """The server's TURN relays (with this peer's credentials, from the join result) after
+        the caller's own ice_servers. aiortc takes a configuration only when a connection is
+        made, so the send connection, not negotiated yet, is made again with them."""
+        if not servers:
+            return
+        extra = []
+        for server in servers:
+            urls = server.get("urls")
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise ValueError(f"join result: malformed iceServers entry {server!r}")
+            extra.append(RTCIceServer(urls, server.get("username"), server.get("credential")))
+        self._configuration = RTCConfiguration(
+            iceServers=[*(self._configuration.iceServers or []), *extra],
+            iceTransportPolicy=self._configuration.iceTransportPolicy,
+            bundlePolicy=self._configuration.bundlePolicy,
+        )
+        unused = self.send_pc
+        self.send_pc = RTCPeerConnection(self._configuration)
+        self._control = self.send_pc.createDataChannel(CONTROL_LABEL)
+        self.send_pc.on("datachannel", self._on_datachannel)
+        await unused.close()
 
     @classmethod
     async def connect(
@@ -394,10 +418,13 @@ class Client(AsyncIOEventEmitter):
         auto_subscribe: bool = True,
         request_timeout: float = 10.0,
         ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
         join_params: Mapping[str, Any] | None = None,
     ) -> Client:
-        """Join a room. The server is ICE-lite with reachable candidates, so no STUN/TURN
-        server is used unless ice_servers names one (aiortc's default would ask Google's).
+        """Join a room. The server is ICE-lite with UDP (and TCP) candidates: no STUN server is
+        needed (aiortc's default would ask Google's); ice_servers adds the caller's own, and the
+        TURN relays the server is configured with come with the join result; relay_only uses
+        nothing but relayed candidates (iceTransportPolicy "relay").
         ``join_params`` adds plugins' join parameters (e.g. ``{"onBehalfOf": {...}}``)."""
         session = aiohttp.ClientSession()
         try:
@@ -407,7 +434,9 @@ class Client(AsyncIOEventEmitter):
         except Exception:
             await session.close()
             raise
-        client = cls(session, ws, request_timeout, RTCConfiguration(iceServers=ice_servers or []))
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        configuration = RTCConfiguration(iceServers=ice_servers or [], iceTransportPolicy=policy)
+        client = cls(session, ws, request_timeout, configuration)
         client.url = url
         client._reader = asyncio.create_task(client._read())
         try:
@@ -435,6 +464,7 @@ class Client(AsyncIOEventEmitter):
             client.recording = result.get("recording")
             client.room = result["room"]
             client.peers = result["peers"]
+            await client._add_ice_servers(result.get("iceServers") or [])
             await client._negotiate_send()
             # aiortc starts the senders of a renegotiation only once DTLS is up: wait for it
             await _wait_connected(client.send_pc, request_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,43 @@ class ClusterConfig:
         return bool(self.redis_url)
 
 
+TURN_URL = re.compile(r"^(stun|turns?):[A-Za-z0-9.\-]+(:\d{1,5})?(\?transport=(udp|tcp))?$")
+TURN_URL_V6 = re.compile(r"^(stun|turns?):\[[0-9A-Fa-f:.]+\](:\d{1,5})?(\?transport=(udp|tcp))?$")
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """TURN servers handed to clients in the join result, with short-lived credentials of the
+    TURN REST API scheme (coturn's ``use-auth-secret`` / ``static-auth-secret``): username
+    ``<expiry>:<peer id>``, password base64(HMAC-SHA1(secret, username))."""
+
+    # turn:host:port?transport=udp|tcp, turns:host:port (TLS), stun:host:port; () : none
+    urls: tuple[str, ...] = ()
+    secret: str = field(default="", repr=False)  # the TURN server's static-auth-secret
+    ttl: int = 4 * 3600  # seconds a credential is valid (it must outlast an allocation)
+
+    def __post_init__(self) -> None:
+        for url in self.urls:
+            if not isinstance(url, str) or not (TURN_URL.match(url) or TURN_URL_V6.match(url)):
+                raise ValueError(
+                    f"turn.urls: {url!r} is not turn:host[:port][?transport=udp|tcp], "
+                    "turns:host[:port] or stun:host[:port]"
+                )
+            if url.startswith("stun:") and "?" in url:
+                raise ValueError(f"turn.urls: {url!r}: a STUN URL takes no transport")
+        if self.relays and len(self.secret) < 16:
+            raise ValueError(
+                "turn.secret: at least 16 characters, the TURN server's static-auth-secret"
+            )
+        if not 60 <= self.ttl <= 7 * 86400:
+            raise ValueError(f"turn.ttl: {self.ttl} is outside 60..604800 seconds")
+
+    @property
+    def relays(self) -> tuple[str, ...]:
+        """The turn: and turns: URLs (those that need credentials)."""
+        return tuple(u for u in self.urls if u.startswith(("turn:", "turns:")))
+
+
 @dataclass(frozen=True)
 class PluginSpec:
     """One enabled plugin: its entry point name and its configuration."""
@@ -166,6 +204,7 @@ class ServerConfig:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     # bearer token of the admin API under /admin (None: the admin API is off)
     admin_token: str | None = None
     # on SIGTERM: stop taking joins, tell the peers, wait this long for them to leave, then stop

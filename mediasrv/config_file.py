@@ -19,6 +19,12 @@ host = "10.0.0.5"                      # "" (default): /metrics on the main list
 port = 9464
 token = "a-long-random-scrape-token"   # omit: no token needed
 
+[turn]                                 # TURN for clients behind firewalls (docs/operations.md)
+urls = ["turn:turn.example:3478?transport=udp", "turn:turn.example:3478?transport=tcp",
+        "turns:turn.example:5349"]
+secret = "coturn's static-auth-secret"  # or MEDIASRV_TURN_SECRET
+ttl = 14400                            # seconds a handed-out credential is valid
+
 [[plugins]]                            # in the order their gates run
 name = "strongauth"
 [plugins.config]
@@ -47,6 +53,7 @@ from mediasrv.config import (
     PluginSpec,
     RecordingConfig,
     ServerConfig,
+    TurnConfig,
 )
 
 
@@ -91,6 +98,7 @@ SECTIONS = {
     "recording": RecordingConfig,
     "metrics": MetricsConfig,
     "cluster": ClusterConfig,
+    "turn": TurnConfig,
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # MEDIASRV_* variables that are not settings: the build's and the benchmarks' own
@@ -183,13 +191,21 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
     recording_values = data.pop("recording", {})
     metrics_values = data.pop("metrics", {})
     cluster_values = data.pop("cluster", {})
+    turn_values = data.pop("turn", {})
     for section, values in (
         ("recording", recording_values),
         ("metrics", metrics_values),
         ("cluster", cluster_values),
+        ("turn", turn_values),
     ):
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a table")
+    turn_values = dict(turn_values)
+    turn_urls = turn_values.pop("urls", [])
+    if isinstance(turn_urls, str):  # MEDIASRV_TURN_URLS=a,b
+        turn_urls = [u.strip() for u in turn_urls.split(",") if u.strip()]
+    if not isinstance(turn_urls, list) or not all(isinstance(u, str) for u in turn_urls):
+        raise ConfigError("turn.urls: expected a list of strings")
     plugin_values = data.pop("plugins", [])
     tokens = data.pop("tokens", None)
     if not isinstance(media_values, dict):
@@ -201,12 +217,16 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
     ):
         raise ConfigError("tokens: expected a list of non-empty strings")
     top = _check(
-        "", data, ServerConfig, {"media", "plugins", "tokens", "recording", "metrics", "cluster"}
+        "",
+        data,
+        ServerConfig,
+        {"media", "plugins", "tokens", "recording", "metrics", "cluster", "turn"},
     )
     media_kwargs = _check("media.", media_values, MediaConfig, set())
     recording_kwargs = _check("recording.", recording_values, RecordingConfig, set())
     metrics_kwargs = _check("metrics.", metrics_values, MetricsConfig, set())
     cluster_kwargs = _check("cluster.", cluster_values, ClusterConfig, set())
+    turn_kwargs = _check("turn.", turn_values, TurnConfig, {"urls"})
     specs = []
     for index, entry in enumerate(plugin_values):
         where = f"plugins[{index}]"
@@ -230,6 +250,7 @@ def config_from_dict(data: dict[str, Any]) -> ServerConfig:
             recording=RecordingConfig(**recording_kwargs),
             metrics=MetricsConfig(**metrics_kwargs),
             cluster=ClusterConfig(**cluster_kwargs),
+            turn=TurnConfig(urls=tuple(turn_urls), **turn_kwargs),
             tokens=frozenset(tokens) if tokens is not None else None,
             plugins=tuple(specs),
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 from mediasrv_strongauth import loa
 
+from mediasrv.config import TurnConfig
+
 SECRET_NAMES = ("session", "invitation", "subject_salt", "audit_admin", "proxy_admin", "chat_url")
 DEFAULT_UNITS = (
     "Lastenneuvola, Lahti",
@@ -52,6 +54,11 @@ class VisitConfig:
     video_width: int = 1280
     video_height: int = 720
     rtc_port: int = 0  # UDP port of the media worker (0: any free port)
+    # TURN relays for clients behind firewalls (the server's [turn]: coturn's
+    # static-auth-secret; docs/operations.md "NAT and firewalls"); () : none
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl: int = 4 * 3600
     # seed the demo: grants for the test people, a few appointments and ended visits
     demo_data: bool = True
 
@@ -94,6 +101,10 @@ def _check(cfg: VisitConfig) -> VisitConfig:
             raise VisitConfigError(f"visit.{name}: expected 120..1920")
     if cfg.public_url and not cfg.public_url.startswith(("http://", "https://")):
         raise VisitConfigError("visit.public_url: an http(s) URL")
+    try:
+        TurnConfig(urls=cfg.turn_urls, secret=cfg.turn_secret, ttl=cfg.turn_ttl)
+    except ValueError as exc:
+        raise VisitConfigError("visit." + str(exc).replace("turn.", "turn_", 1)) from None
     return cfg
 
 

@@ -35,7 +35,7 @@ from examples.visit_service.routes import visit_app
 from examples.visit_service.sessions import Sessions
 from examples.visit_service.visit_plugin import VisitPlugin
 from mediasrv.blocking_thread import BlockingThread
-from mediasrv.config import MediaConfig, PluginSpec, RecordingConfig, ServerConfig
+from mediasrv.config import MediaConfig, PluginSpec, RecordingConfig, ServerConfig, TurnConfig
 from mediasrv.http.frontend import HttpFrontend
 from mediasrv.media_server import MediaServer
 from mediasrv.plugin import Identity
@@ -99,6 +99,7 @@ class VisitService:
             # no shared tokens: every join is identified by strongauth (a join ticket)
             "tokens": frozenset({secrets.token_urlsafe(32)}),
             "media": MediaConfig(rtc_port=cfg.rtc_port),
+            "turn": TurnConfig(urls=cfg.turn_urls, secret=cfg.turn_secret, ttl=cfg.turn_ttl),
             # recordings start through the visit plugin (a professional, every client's
             # consent), never through the media server's own signaling methods
             "recording": RecordingConfig(directory=cfg.path("recordings"), signaling=False),

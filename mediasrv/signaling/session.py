@@ -23,6 +23,7 @@ from mediasrv.preferred_layers import LayerError, set_preferred_layers
 from mediasrv.room import RecordingError, Room, RoomFull
 from mediasrv.sdp.negotiation import NegotiationError, sending_kinds
 from mediasrv.tasks import spawn
+from mediasrv.turn_credentials import ice_servers
 
 log = logging.getLogger("mediasrv.signaling")
 
@@ -295,6 +296,8 @@ class SignalingSession:
             "self": peer.info(),
             "peers": room.peer_infos(but=peer),
             "recording": recording if recording and recording.get("recording") else None,
+            # TURN relays with credentials for this peer ([] when none are configured)
+            "iceServers": ice_servers(self.server.config.turn, peer.id),
         }
 
     async def _m_publish(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -236,8 +236,9 @@ class Emitter {
  * @property {Object} [joinParams] plugins' join parameters, sent with the join (e.g.
  *   `{onBehalfOf: {principal: '...'}}` for the proxy plugin)
  * @property {RTCConfiguration} [rtcConfiguration] configuration of both peer connections. The
- *   server is ICE-lite with reachable candidates, so no STUN/TURN server is needed or set by
- *   default; pass `{iceServers: [...]}` to use one
+ *   server is ICE-lite with UDP and TCP candidates; the TURN relays it is configured with
+ *   (`[turn]`) come in the join result with short-lived credentials and are added after any
+ *   `iceServers` given here (`{iceTransportPolicy: 'relay'}` forces their use)
  */
 
 /**
@@ -346,6 +347,7 @@ export class Client extends Emitter {
       client.recording = result.recording || null;
       client.room = result.room;
       client.peers = result.peers;
+      client._addIceServers(result.iceServers || []);
       await client._negotiateSend();
       await waitConnected(client.sendPc, client.requestTimeout);
     } catch (error) {
@@ -354,6 +356,21 @@ export class Client extends Emitter {
     }
     client._setReady();
     return client;
+  }
+
+  /**
+   * The server's TURN relays (with this peer's short-lived credentials, from the join result)
+   * after the application's own `rtcConfiguration.iceServers`, on both peer connections.
+   * @param {RTCIceServer[]} servers
+   */
+  _addIceServers(servers) {
+    if (!servers.length) return;
+    this._rtcConfiguration = {
+      ...this._rtcConfiguration,
+      iceServers: [...(this._rtcConfiguration.iceServers || []), ...servers],
+    };
+    this.sendPc.setConfiguration(this._rtcConfiguration);
+    if (this.recvPc) this.recvPc.setConfiguration(this._rtcConfiguration);
   }
 
   // ---- signaling ----

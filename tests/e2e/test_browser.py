@@ -57,11 +57,12 @@ FAKE_CAMERA_WIDTH = 640
 # Joins the room from a page: getUserMedia (fake devices), Client.connect, event recording,
 # publish. Returns the peer id and the local video size.
 JOIN_JS = """
-async ({url, room, name, publish}) => {
+async ({url, room, name, publish, rtcConfiguration}) => {
   const { Client } = await import('/client/mediasrv-client.js');
   window.received = [];
   window.events = [];
-  const client = await Client.connect(url, {token: 'test', room, displayName: name});
+  const client = await Client.connect(
+      url, {token: 'test', room, displayName: name, rtcConfiguration: rtcConfiguration ?? {}});
   window.client = client;
   client.on('data', (label, message, peerId) => window.received.push([label, message, peerId]));
   for (const name of ['peerJoined', 'peerLeft', 'producerAdded', 'producerClosed',
@@ -183,9 +184,23 @@ class BrowserPeer:
         """page.evaluate, bounded: a promise that never settles fails the step."""
         return await asyncio.wait_for(self.page.evaluate(script, arg), STEP_TIMEOUT)
 
-    async def join(self, url: str, room: str, *, publish: bool = True) -> dict[str, Any]:
+    async def join(
+        self,
+        url: str,
+        room: str,
+        *,
+        publish: bool = True,
+        rtc_configuration: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.eval(
-            JOIN_JS, {"url": url, "room": room, "name": self.name, "publish": publish}
+            JOIN_JS,
+            {
+                "url": url,
+                "room": room,
+                "name": self.name,
+                "publish": publish,
+                "rtcConfiguration": rtc_configuration or {},
+            },
         )
         self.peer_id = result["peerId"]
         self.width = result["width"]
