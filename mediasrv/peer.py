@@ -147,10 +147,18 @@ class Peer(Emitter):
         if self.closed:
             raise NegotiationError("not_joined", "the peer has left")
         self._publish_version += 1
-        answer = answer_publish_offer(
-            offer_sdp, self.send_transport.local_parameters, self._publish_version
-        )
         transport = self.send_transport
+        answer = answer_publish_offer(offer_sdp, transport.local_parameters, self._publish_version)
+        previous = transport.remote
+        if previous is not None and (answer.remote.ice_ufrag, answer.remote.ice_pwd) != (
+            previous.ice_ufrag,
+            previous.ice_pwd,
+        ):
+            # the client restarts ICE with this offer: answer with new credentials of ours
+            transport.restart_ice()
+            answer = answer_publish_offer(
+                offer_sdp, transport.local_parameters, self._publish_version
+            )
         transport.set_remote(
             answer.remote, local_setup="passive" if answer.remote.setup != "passive" else "active"
         )
@@ -276,6 +284,19 @@ class Peer(Emitter):
         }
 
     # ---- subscribing ----
+
+    def restart_ice(self) -> dict[str, Any]:
+        """The client's network changed: new ICE credentials for the receive transport, sent
+        with a new offer (the send transport restarts when the client offers new credentials
+        of its own). Producers, consumers and the room are untouched."""
+        if self.closed:
+            raise NegotiationError("not_joined", "the peer has left")
+        transport = self.recv_transport
+        if transport is None or transport.closed:
+            return {"receive": False}
+        transport.restart_ice()
+        self._renegotiate()
+        return {"receive": True}
 
     def _ensure_recv_transport(self) -> WebRtcTransport:
         if self.recv_transport is None:

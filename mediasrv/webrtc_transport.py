@@ -99,6 +99,10 @@ class WebRtcTransport(Transport):
         self._negotiated: float | None = None  # when the remote description came
         self._last_consent: float | None = None
         self.bindings = 0
+        # ICE restart (RFC 8445 9): new local credentials given out, the peer's new ones not yet
+        # seen; media stays on the current path until a check on the new credentials nominates
+        self._restart_pending = False
+        self.ice_restarts = 0
         self.worker.register_ice(self)
 
     @property
@@ -144,11 +148,18 @@ class WebRtcTransport(Transport):
                     "invalid_sdp", "the DTLS fingerprint changed on renegotiation (not supported)"
                 )
             if (remote.ice_ufrag, remote.ice_pwd) != (self.remote.ice_ufrag, self.remote.ice_pwd):
-                raise NegotiationError(
-                    "invalid_sdp",
-                    "ICE credentials changed on renegotiation (ICE restart is not "
-                    "supported: leave and join again)",
-                )
+                if not self._restart_pending:
+                    raise NegotiationError(
+                        "invalid_sdp",
+                        "ICE credentials changed without an ICE restart (send restartIce, or "
+                        "offer with new credentials)",
+                    )
+                self.remote = remote
+                self._restart_pending = False
+                self.ice_restarts += 1
+                log.debug("transport %s: ICE restarted (%d)", self.id, self.ice_restarts)
+            # the same credentials with a restart pending: the answer to an offer made before
+            # the restart (the one with our new credentials is still to be answered)
             return
         self.remote = remote
         self.offered()  # a remote offer or answer: the negotiation has begun either way
@@ -169,6 +180,23 @@ class WebRtcTransport(Transport):
         )
         if self.ice_state == "connected":
             self.dtls.start()
+
+    def restart_ice(self) -> None:
+        """Start an ICE restart: new local credentials (in the next description the server
+        writes); the peer's next description must carry new ones too. DTLS and SRTP go on, and
+        so does media on the current path until the peer nominates a new one."""
+        if self.closed:
+            raise NegotiationError("not_joined", "the transport is closed")
+        if self._restart_pending:
+            return  # the new credentials are out already: the same restart
+        self.worker.unregister_ice(self)
+        self.ice_ufrag, self.ice_pwd = new_ice_credentials()
+        self.worker.register_ice(self)
+        self._restart_pending = self.remote is not None
+
+    @property
+    def restart_pending(self) -> bool:
+        return self._restart_pending
 
     # ---- ICE (called by the worker's STUN responder) ----
 

@@ -349,6 +349,9 @@ class SignalingSession:
             raise ProtocolError("not_recording", "this room is not being recorded")
         return stopped
 
+    async def _m_restartIce(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._joined().restart_ice()
+
     async def _m_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         peer = self._joined()
         peer.apply_answer(_param(params, "sdp", str), _param(params, "revision", int))

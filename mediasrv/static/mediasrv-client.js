@@ -74,6 +74,8 @@ export const CONTROL_LABEL = 'mediasrv-control';
 
 /** Default time limit for a request, the WebSocket opening and ICE/DTLS, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT = 10000;
+/** ms a peer connection may stay ICE-'disconnected' before the client restarts ICE */
+export const DEFAULT_ICE_RESTART_DELAY = 1000;
 
 /**
  * An Error with a protocol error `code`.
@@ -235,6 +237,9 @@ class Emitter {
  * @property {number} [requestTimeout=10000] ms per request; also bounds connecting
  * @property {Object} [joinParams] plugins' join parameters, sent with the join (e.g.
  *   `{onBehalfOf: {principal: '...'}}` for the proxy plugin)
+ * @property {boolean} [autoRestartIce=true] restart ICE when a connection fails, stays
+ *   disconnected for `iceRestartDelay` ms, or the network changes (see `restartIce`)
+ * @property {number} [iceRestartDelay=1000] ms
  * @property {RTCConfiguration} [rtcConfiguration] configuration of both peer connections. The
  *   server is ICE-lite with UDP and TCP candidates; the TURN relays it is configured with
  *   (`[turn]`) come in the join result with short-lived credentials and are added after any
@@ -272,7 +277,7 @@ export class Client extends Emitter {
   /**
    * Use `Client.connect()`.
    * @param {WebSocket} ws an open WebSocket
-   * @param {{requestTimeout?: number, rtcConfiguration?: RTCConfiguration}} [options]
+   * @param {{requestTimeout?: number, rtcConfiguration?: RTCConfiguration, autoRestartIce?: boolean, iceRestartDelay?: number}} [options]
    */
   constructor(ws, options = {}) {
     super();
@@ -321,9 +326,75 @@ export class Client extends Emitter {
     this.producers = [];
     /** @type {boolean} */
     this.closed = false;
+    /** @type {boolean} restart ICE by itself when a connection fails or the network changes */
+    this.autoRestartIce = options.autoRestartIce ?? true;
+    /** @type {number} ms a connection may stay 'disconnected' before ICE is restarted */
+    this.iceRestartDelay = options.iceRestartDelay ?? DEFAULT_ICE_RESTART_DELAY;
+    /** @type {number} ICE restarts so far */
+    this.iceRestarts = 0;
+    /** @type {Promise<void>|null} the restart under way */
+    this._restarting = null;
     this.sendPc.addEventListener('datachannel', (event) => this._onDataChannel(event.channel));
+    this._watchIce(this.sendPc);
+    this._onNetworkChange = () => this._autoRestartIce('network change');
+    if (typeof window !== 'undefined') window.addEventListener('online', this._onNetworkChange);
+    globalThis.navigator?.connection?.addEventListener?.('change', this._onNetworkChange);
     ws.addEventListener('message', (event) => this._onMessage(event));
     ws.addEventListener('close', () => this._onSocketClosed());
+  }
+
+  // ---- ICE restart ----
+
+  /**
+   * Restart ICE on both connections, on the same peer: the server gives new credentials, the
+   * browser gathers and checks new candidates, and media moves to the path that works — no
+   * new join, and the other participants see nothing. Called by the client itself (unless
+   * `autoRestartIce` is false) when a connection's ICE state is 'failed' or stays
+   * 'disconnected' for `iceRestartDelay` ms, and when the browser goes online again or its
+   * network changes. Emits `iceRestart` with `{count, reason}`.
+   * @param {string} [reason]
+   * @returns {Promise<void>}
+   */
+  restartIce(reason = 'requested') {
+    if (this.closed) return Promise.reject(codedError('closed', 'the client is closed'));
+    if (this._restarting) return this._restarting;
+    this._restarting = (async () => {
+      this.iceRestarts += 1;
+      this.emit('iceRestart', { count: this.iceRestarts, reason });
+      // the receive connection: new server credentials come with the server's next offer
+      await this.request('restartIce');
+      // the send connection: our offer with new credentials; the answer has the server's
+      this.sendPc.restartIce();
+      await this._negotiateSend();
+    })().finally(() => {
+      this._restarting = null;
+    });
+    return this._restarting;
+  }
+
+  /** @param {string} reason */
+  _autoRestartIce(reason) {
+    if (this.closed || !this.autoRestartIce || !this.peerId) return;
+    this.restartIce(reason).catch((error) => {
+      if (!this.closed) console.warn('mediasrv-client: ICE restart failed', error);
+    });
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  _watchIce(pc) {
+    let timer = null;
+    pc.addEventListener('iceconnectionstatechange', () => {
+      clearTimeout(timer);
+      timer = null;
+      const state = pc.iceConnectionState;
+      if (state === 'failed') {
+        this._autoRestartIce('ice failed');
+      } else if (state === 'disconnected') {
+        timer = setTimeout(() => {
+          if (pc.iceConnectionState === 'disconnected') this._autoRestartIce('ice disconnected');
+        }, this.iceRestartDelay);
+      }
+    });
   }
 
   /**
@@ -604,6 +675,7 @@ export class Client extends Emitter {
     if (this.recvPc === null) {
       this.recvPc = new RTCPeerConnection(this._rtcConfiguration);
       this.recvPc.addEventListener('track', (event) => this._onTrack(event));
+      this._watchIce(this.recvPc);
     }
     for (const info of params.consumers || []) {
       if (info.mid != null) this._consumersByMid.set(String(info.mid), info);
@@ -748,6 +820,8 @@ export class Client extends Emitter {
   async close() {
     if (this.closed) return;
     this.closed = true;
+    if (typeof window !== 'undefined') window.removeEventListener('online', this._onNetworkChange);
+    globalThis.navigator?.connection?.removeEventListener?.('change', this._onNetworkChange);
     try {
       if (this.ws.readyState === WebSocket.OPEN) {
         this.ws.send(JSON.stringify({ id: ++this._nextId, method: 'leave', params: {} }));

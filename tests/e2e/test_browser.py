@@ -66,7 +66,7 @@ async ({url, room, name, publish, rtcConfiguration}) => {
   window.client = client;
   client.on('data', (label, message, peerId) => window.received.push([label, message, peerId]));
   for (const name of ['peerJoined', 'peerLeft', 'producerAdded', 'producerClosed',
-                      'consumerClosed', 'disconnected', 'close']) {
+                      'consumerClosed', 'disconnected', 'close', 'iceRestart']) {
     client.on(name, (params) => window.events.push([name, params ?? null]));
   }
   window.activeSpeaker = null;  // changes often: only the latest is kept
