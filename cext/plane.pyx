@@ -25,6 +25,8 @@ cdef enum:
     PLANE_ALL_TEMPORAL = 255
     PLANE_MAX_DROPOUT = 3000      # RFC 3550 A.1: a larger jump ahead needs confirming
     PLANE_MAX_MISORDER = 1000     # ... and so does a packet this far behind (no repair is useful)
+    PLANE_PADDING_SIZE = 240      # bytes of padding in a probe packet
+    PLANE_FEEDBACK_MAX = 4 + 20 + 4 * 512 + 4   # one transport-cc feedback message we write
 
 cpdef enum PlaneCodec:
     CODEC_OPUS = 1
@@ -143,6 +145,7 @@ cdef class PlaneConsumer:
     cdef readonly uint64_t dropped_paused
     cdef readonly uint64_t dropped_old          # from before the point the consumer synced at
     cdef readonly uint64_t protect_errors
+    cdef readonly uint64_t padding_sent
     cdef readonly bint closed
 
     def __init__(self, PlaneTransport transport not None, PlaneStream stream not None, *,
@@ -398,9 +401,12 @@ cdef class PlaneConsumer:
             self.last_timestamp = ts
             self._last_sent_ms = plane_now_ms()
             self._sent_any = True
+        cdef int64_t tcc = self.transport._tcc_stamp(out, oh)
         if self.transport._protect(out, &length) != 0:
             self.protect_errors += 1
             return -1
+        if tcc >= 0:
+            self.transport._bwe.record(tcc, length, tcc_now_us())
         return length
 
     def retransmit(self, sequence_numbers) -> int:
@@ -423,6 +429,7 @@ cdef class PlaneConsumer:
             return 0
         cdef uint16_t out_seq
         cdef int index
+        cdef int64_t tcc
         for value in sequence_numbers:
             out_seq = <uint16_t>(<int>value & 0xFFFF)
             index = out_seq & (PLANE_SEQ_MAP - 1)
@@ -458,9 +465,12 @@ cdef class PlaneConsumer:
                 if self._vp8_continuity and plen > 0:
                     self._rewrite_vp8(out + po + 2, plen, False, self._map_pid_offset[index],
                                       self._map_tl0_offset[index])
+                tcc = self.transport._tcc_stamp(out, &oh)
                 if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue
+                if tcc >= 0:
+                    self.transport._bwe.record(tcc, length, tcc_now_us())
             else:
                 memcpy(out, cached, length)
                 if rtp_parse(out, length, &oh) != 0:
@@ -474,12 +484,62 @@ cdef class PlaneConsumer:
                 if self._vp8_continuity and oh.payload_length > 0:
                     self._rewrite_vp8(out + oh.payload_offset, oh.payload_length, False,
                                       self._map_pid_offset[index], self._map_tl0_offset[index])
+                tcc = self.transport._tcc_stamp(out, &oh)
                 if self.transport._protect(out, &length) != 0:
                     self.protect_errors += 1
                     continue
+                if tcc >= 0:
+                    self.transport._bwe.record(tcc, length, tcc_now_us())
             plane._queue(slot, length, self.transport)
             sent += 1
             self.retransmitted += 1
+        plane._flush()
+        return sent
+
+    def send_padding(self, int count, int size=PLANE_PADDING_SIZE) -> int:
+        """Send count padding-only RTX packets of size padding bytes (a bandwidth probe: each
+        carries a transport-wide sequence number, the subscriber discards it). Needs RTX and
+        send-side estimation on the transport; returns how many went out."""
+        cdef PlaneTransport t = self.transport
+        cdef WorkerPlane plane = t._plane
+        cdef int sent = 0, slot, length, i
+        cdef uint8_t* out
+        cdef RtpHeader oh
+        cdef int64_t tcc
+        if not 1 <= size <= 255 or count < 0:
+            raise ValueError("padding size is 1..255 bytes, count >= 0")
+        if self.closed or not self.rtx_payload_type or not self._sent_any or t._bwe is None \
+                or not t._tcc_out_id or not t._can_send() or t._journal is not None:
+            return 0
+        for i in range(count):
+            slot = plane._out.count
+            out = plane._out.data[slot]
+            out[0] = 0x80 | 0x20 | 0x10            # V=2, padding, extension
+            out[1] = self.rtx_payload_type
+            store16(out + 2, self._rtx_seq)
+            self._rtx_seq += 1
+            store32(out + 4, self.last_timestamp)
+            store32(out + 8, self.rtx_ssrc)
+            store16(out + 12, 0xBEDE)               # one-byte header extensions, one word
+            store16(out + 14, 1)
+            out[16] = (t._tcc_out_id << 4) | 1      # transport-wide sequence number, 2 bytes
+            out[17] = 0
+            out[18] = 0
+            out[19] = 0
+            memset(out + 20, 0, size - 1)
+            out[20 + size - 1] = <uint8_t>size
+            length = 20 + size
+            if rtp_parse(out, length, &oh) != 0:
+                return sent
+            tcc = t._tcc_stamp(out, &oh)
+            if t._protect(out, &length) != 0:
+                self.protect_errors += 1
+                return sent
+            if tcc >= 0:
+                t._bwe.record(tcc, length, tcc_now_us())
+            plane._queue(slot, length, t)
+            sent += 1
+        self.padding_sent += sent
         plane._flush()
         return sent
 
@@ -852,6 +912,12 @@ cdef class PlaneTransport:
     cdef socklen_t _addrlen
     cdef uint64_t _key
     cdef TcpConnection _tcp              # bound to an ICE-TCP connection instead of an address
+    # transport-cc: toward a subscriber, sequence numbers and the send-side estimator; from a
+    # publisher, the arrivals to report (each with the extension id negotiated)
+    cdef SendSideEstimator _bwe
+    cdef uint8_t _tcc_out_id
+    cdef TccReceiver _tcc_in
+    cdef uint8_t _tcc_in_id
     cdef readonly object remote_address
     cdef list _streams
     cdef readonly uint64_t rtp_packets_in
@@ -924,6 +990,75 @@ cdef class PlaneTransport:
     def tcp(self):
         """The ICE-TCP connection this transport is bound to, or None."""
         return self._tcp
+
+    def enable_send_side_estimation(self, int ext_id, double start_bitrate,
+                                    double min_bitrate, double max_bitrate):
+        """Number what goes out with transport-wide sequence numbers (extension ext_id, as
+        the subscriber negotiated it) and estimate from the subscriber's feedback; returns
+        the SendSideEstimator (the same one when already on)."""
+        if not 1 <= ext_id <= 14:
+            raise ValueError("the transport-cc extension id is 1..14 (one-byte headers)")
+        if self._bwe is None or self._tcc_out_id != ext_id:
+            self._bwe = SendSideEstimator(start_bitrate, min_bitrate, max_bitrate)
+            self._tcc_out_id = ext_id
+        return self._bwe
+
+    @property
+    def estimator(self):
+        """The SendSideEstimator (transport-cc toward this subscriber), or None."""
+        return self._bwe
+
+    def enable_transport_feedback(self, int ext_id) -> None:
+        """Record arrivals of packets with the transport-wide sequence number (extension
+        ext_id, as the publisher negotiated it), for send_transport_feedback()."""
+        if not 1 <= ext_id <= 255:
+            raise ValueError("extension id is 1..255")
+        if self._tcc_in is None:
+            self._tcc_in = TccReceiver()
+        self._tcc_in_id = ext_id
+
+    @property
+    def transport_feedback(self):
+        """The TccReceiver of this publisher's arrivals, or None."""
+        return self._tcc_in
+
+    def send_transport_feedback(self, uint32_t sender_ssrc, uint32_t media_ssrc) -> int:
+        """Send transport-cc feedback for what arrived since the last (protected, as RTCP);
+        the messages sent."""
+        cdef WorkerPlane plane = self._plane
+        cdef Py_ssize_t n
+        cdef int length, slot, sent = 0
+        if self._tcc_in is None or self.closed or self.remote_address is None:
+            return 0
+        if self.srtp and self._outbound is None:
+            return 0
+        while sent < 4:
+            slot = plane._out.count
+            n = self._tcc_in.write_feedback(plane._out.data[slot], PLANE_FEEDBACK_MAX,
+                                            sender_ssrc, media_ssrc)
+            if n <= 0:
+                break
+            length = <int>n
+            if self.srtp and self._outbound.protect_rtcp_c(plane._out.data[slot], &length) != 0:
+                break
+            plane._queue(slot, length, self)
+            sent += 1
+        if sent:
+            plane._flush()
+        return sent
+
+    cdef inline int64_t _tcc_stamp(self, uint8_t* out, RtpHeader* oh) noexcept:
+        """Write the next transport-wide sequence number into a packet going out (one that
+        has the extension): the number, or -1 when not numbered."""
+        cdef Py_ssize_t off, length
+        cdef int64_t seq
+        if self._bwe is None or not self._tcc_out_id or not oh.element_count:
+            return -1
+        if not rtp_find_extension(oh, self._tcc_out_id, &off, &length) or length != 2:
+            return -1
+        seq = self._bwe.assign()
+        store16(out + off, <uint16_t>(seq & 0xFFFF))
+        return seq
 
     @property
     def protocol(self) -> str:
@@ -1294,12 +1429,34 @@ cdef class WorkerPlane:
         return self._lookup(addr)
 
     cdef void _rtcp(self, PlaneTransport t, uint8_t* buf, int length):
+        cdef RtcpHeaderView view
+        cdef Py_ssize_t offset = 0
+        cdef int found
+        cdef bint other = False
+        cdef int64_t now_us
         if t.srtp:
             if t._inbound is None or t._inbound.unprotect_rtcp_c(buf, &length) != 0:
                 self._drops[4] += 1
                 t.unprotect_errors += 1
                 return
         t.rtcp_packets_in += 1
+        if t._bwe is not None:
+            # transport-cc feedback goes to the estimator here; Python gets the rest (a
+            # compound of feedback alone, the usual case, never reaches it)
+            now_us = tcc_now_us()
+            while True:
+                found = rtcp_next(buf, length, offset, &view)
+                if found != 1:
+                    other = other or found != 0
+                    break
+                if view.packet_type == RTCP_RTPFB and view.fmt == 15:
+                    t._bwe.on_feedback(buf + view.offset + 4, view.length - 4 - view.padding,
+                                       now_us)
+                else:
+                    other = True
+                offset = view.offset + view.length
+            if not other:
+                return
         self._call(self._handler.on_rtcp, t, PyBytes_FromStringAndSize(<char*>buf, length))
 
     cdef void _rtp(self, PlaneTransport t, uint8_t* buf, int length, uint64_t now):
@@ -1318,6 +1475,9 @@ cdef class WorkerPlane:
             return
         t.rtp_packets_in += 1
         t.rtp_bytes_in += length
+        if t._tcc_in is not None and h.element_count and \
+                rtp_read_transport_seq(buf, &h, t._tcc_in_id, &osn) == 1:
+            t._tcc_in.record(osn, tcc_now_us())
         self._route(t, buf, length, &h, now)
 
     cdef void _route(self, PlaneTransport t, uint8_t* buf, int length, RtpHeader* hp,

@@ -550,6 +550,7 @@ class PlaneConsumer:
     dropped_paused: int
     dropped_old: int
     protect_errors: int
+    padding_sent: int
     closed: bool
     def __init__(
         self,
@@ -596,6 +597,8 @@ class PlaneConsumer:
         """Write the send time into this consumer's abs-send-time extension; 0: don't."""
     def retransmit(self, sequence_numbers: Iterable[int]) -> int:
         """Answer a NACK from the cache (as RTX when negotiated): how many went out."""
+    def send_padding(self, count: int, size: int = ...) -> int:
+        """Padding-only RTX packets with transport-wide sequence numbers (a probe)."""
 
 class PlaneStream:
     """One inbound RTP stream (one SSRC) of a producer, with its consumers."""
@@ -684,6 +687,15 @@ class PlaneTransport:
     def set_remote_address(self, address: tuple[str, int]) -> None: ...
     def set_tcp_connection(self, connection: TcpConnection) -> None:
         """Bind to an ICE-TCP connection (leaving any UDP address)."""
+    def enable_send_side_estimation(
+        self, ext_id: int, start_bitrate: float, min_bitrate: float, max_bitrate: float
+    ) -> SendSideEstimator: ...
+    @property
+    def estimator(self) -> SendSideEstimator | None: ...
+    def enable_transport_feedback(self, ext_id: int) -> None: ...
+    @property
+    def transport_feedback(self) -> TccReceiver | None: ...
+    def send_transport_feedback(self, sender_ssrc: int, media_ssrc: int) -> int: ...
     @property
     def tcp(self) -> TcpConnection | None: ...
     @property
@@ -790,3 +802,58 @@ class TcpConnection:
         stalled_timeout_ms: int,
     ) -> str | None: ...
     def close(self, reason: str = "server") -> None: ...
+
+# --- transport-cc (cext/bwe.pyx) ---
+
+class BweState(IntEnum):
+    BWE_NORMAL = 0
+    BWE_OVERUSE = 1
+    BWE_UNDERUSE = 2
+
+class TccReceiver:
+    """Arrival times of a publisher's packets by transport-wide sequence number."""
+
+    packets: int
+    feedbacks: int
+    def __init__(self) -> None: ...
+
+class SendSideEstimator:
+    """A subscriber's bandwidth from its transport-cc feedback: delay-based (trendline,
+    adaptive threshold, AIMD) and loss-based; ``estimate`` is the lower, in bit/s."""
+
+    estimate: float
+    delay_based: float
+    loss_based: float
+    state: int
+    min_bitrate: float
+    max_bitrate: float
+    trend: float
+    threshold: float
+    loss_fraction: float
+    last_probe: float
+    packets_sent: int
+    packets_acked: int
+    packets_lost: int
+    feedbacks: int
+    feedback_errors: int
+    overuses: int
+    probes: int
+    def __init__(
+        self,
+        start_bitrate: float = ...,
+        min_bitrate: float = ...,
+        max_bitrate: float = ...,
+    ) -> None: ...
+    def start_probe(self) -> int: ...
+    def end_probe(self) -> None: ...
+    @property
+    def probing(self) -> bool: ...
+    @property
+    def acknowledged_bitrate(self) -> float: ...
+    def feed(self, message: bytes, now_us: int | None = None) -> None:
+        """One transport-cc feedback message (RTCP header included), received at now_us."""
+    def sent(self, size: int, send_us: int) -> int:
+        """Record a packet as sent; its transport-wide sequence number (tests)."""
+
+def tcc_feedback(receiver: TccReceiver, sender: int, media: int) -> bytes | None: ...
+def tcc_record(receiver: TccReceiver, seq: int, arrival_us: int) -> None: ...

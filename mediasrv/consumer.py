@@ -52,6 +52,8 @@ class Consumer(Emitter):
         self.app_data = dict(app_data or {})
         self.closed = False
         self.started = False
+        self._user_paused = paused
+        self._bwe_paused = False
         self.mid: str | None = None
         self.rtt_ms: float | None = None
         self.fraction_lost = 0
@@ -89,7 +91,26 @@ class Consumer(Emitter):
 
     @property
     def paused(self) -> bool:
-        return self.plane.paused
+        """Paused by the subscriber (or its application); not by bandwidth (bwe_paused)."""
+        return self._user_paused
+
+    @property
+    def bwe_paused(self) -> bool:
+        """Paused because the subscriber's estimated bandwidth cannot carry this video
+        beside its audio (set_bwe_paused); resumed from a keyframe when it can."""
+        return self._bwe_paused
+
+    def set_bwe_paused(self, paused: bool) -> None:
+        if paused == self._bwe_paused:
+            return
+        self._bwe_paused = paused
+        if paused:
+            self.plane.pause()
+        elif not self._user_paused:
+            self.plane.resume()
+            if self.started:
+                self._want_keyframe()
+        self.emit("bwepause" if paused else "bweresume")
 
     def start(self) -> None:
         """Attach to the producer's stream: packets flow (from a keyframe, for video)."""
@@ -164,15 +185,18 @@ class Consumer(Emitter):
             self.producer.request_keyframe(force=True, layer=self.wanted_layer())
 
     def pause(self) -> None:
-        if not self.plane.paused:
+        if not self._user_paused:
+            self._user_paused = True
             self.plane.pause()
             self.emit("pause")
 
     def resume(self) -> None:
-        if self.plane.paused:
-            self.plane.resume()
-            if self.started:
-                self._want_keyframe()
+        if self._user_paused:
+            self._user_paused = False
+            if not self._bwe_paused:
+                self.plane.resume()
+                if self.started:
+                    self._want_keyframe()
             self.emit("resume")
 
     def request_keyframe(self) -> None:

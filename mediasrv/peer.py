@@ -19,7 +19,7 @@ from mediasrv.events import Emitter
 from mediasrv.identity import Identity
 from mediasrv.producer import Producer
 from mediasrv.router import Router
-from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID
+from mediasrv.rtp_capabilities import EXT_MID, EXT_RID, EXT_RRID, TRANSPORT_CC_ID
 from mediasrv.sdp.negotiation import (
     MAX_MESSAGE_SIZE,
     NegotiationError,
@@ -163,6 +163,8 @@ class Peer(Emitter):
             answer.remote, local_setup="passive" if answer.remote.setup != "passive" else "active"
         )
         transport.want_sctp = answer.data_mid is not None
+        if answer.remote.transport_cc:
+            transport.enable_transport_feedback(answer.remote.transport_cc)
         sending = {t.mid: t for t in answer.tracks if t.sending}
         limit = self.room.server.config.media.max_producers_per_peer
         for mid, producer in list(self.producers.items()):
@@ -421,6 +423,8 @@ class Peer(Emitter):
         transport = self._ensure_recv_transport()
         remote = parse_subscribe_answer(answer_sdp, self._offered_mids)
         transport.set_remote(remote, local_setup="actpass")
+        if remote.transport_cc == TRANSPORT_CC_ID:
+            transport.enable_send_side_estimation()
         self._awaiting = None
         for slot in self._slots:
             if slot.consumer is None and slot.closed_offered:

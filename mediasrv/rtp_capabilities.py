@@ -18,6 +18,7 @@ EXT_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 EXT_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 EXT_VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
+EXT_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 # extensions accepted from publishers
 PUBLISH_EXTENSIONS = {
@@ -27,16 +28,26 @@ PUBLISH_EXTENSIONS = {
     EXT_AUDIO_LEVEL,
     EXT_ABS_SEND_TIME,
     EXT_VIDEO_ORIENTATION,
+    EXT_TRANSPORT_CC,
 }
 # extensions offered to subscribers, with their canonical ids
-# (abs-send-time is rewritten with the server's send time: subscribers estimate bandwidth with it)
+# (abs-send-time is rewritten with the server's send time: subscribers that estimate bandwidth
+# themselves send REMB from it; transport-cc sequence numbers are the server's own, numbering
+# everything it sends on a transport, for its send-side estimator)
+TRANSPORT_CC_ID = 5
 SUBSCRIBE_EXTENSIONS = {
-    "audio": {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3},
-    "video": {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4},
+    "audio": {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3, EXT_TRANSPORT_CC: TRANSPORT_CC_ID},
+    "video": {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4, EXT_TRANSPORT_CC: TRANSPORT_CC_ID},
 }
 
-VIDEO_FEEDBACK = [("goog-remb", ""), ("nack", ""), ("nack", "pli"), ("ccm", "fir")]
-AUDIO_FEEDBACK: list[tuple[str, str]] = []
+VIDEO_FEEDBACK = [
+    ("goog-remb", ""),
+    ("transport-cc", ""),
+    ("nack", ""),
+    ("nack", "pli"),
+    ("ccm", "fir"),
+]
+AUDIO_FEEDBACK: list[tuple[str, str]] = [("transport-cc", "")]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class SimulcastConsumer(Consumer):
     GRACE = 3.0  # seconds after a step up in which a low estimate is not yet congestion
     CONGESTION_SHARE = 0.5  # an estimate under this share of what is sent is congestion
     LOSS_DOWN = 26  # fraction lost (of 256) in receiver reports that is congestion
+    FIT_MARGIN = 1.1  # with a send-side estimate, a higher layer needs this share of its rate
 
     def _setup(self) -> None:
         """Attach to every layer the producer has so far (later ones: layer_added)."""
@@ -39,6 +40,9 @@ class SimulcastConsumer(Consumer):
         self._raised_at = -1e9  # last step up
         self._sent_seen: tuple[int, float] | None = None
         self.desired_layer = None
+        # with a send-side estimate: the rate of the next layer up, when the estimate does not
+        # cover it (the transport probes for it)
+        self.probe_wanted = 0.0
         self.plane.set_vp8_continuity(self.producer.codec.name == "VP8")
         for stream in self.producer.layers.values():
             if stream is not self.plane.stream:
@@ -62,9 +66,22 @@ class SimulcastConsumer(Consumer):
         self.preferred_layer = layer
         self.allocate(float("inf"), time.monotonic(), immediate=True)
 
-    def allocate(self, budget: float, now: float, immediate: bool = False) -> float:
+    def allocate(
+        self,
+        budget: float,
+        now: float,
+        immediate: bool = False,
+        *,
+        estimated: bool = False,
+        overused: bool = False,
+    ) -> float:
         """Choose the layer to forward (see the class docstring); budget is the subscriber's
-        estimate (REMB) left for this consumer, inf when there is none."""
+        estimate left for this consumer, inf when there is none. estimated: the budget is the
+        server's send-side estimate (transport-cc), which is room and not only a congestion
+        signal; overused: its delay detector found the path overused since the last call."""
+        self.probe_wanted = 0.0
+        if estimated and not immediate:
+            return self._allocate_estimated(budget, now, overused)
         if not self.started or self.closed:
             return 0.0
         producer = self.producer
@@ -111,6 +128,63 @@ class SimulcastConsumer(Consumer):
                 else:
                     choice = current
         # a subscriber that cannot carry even the lowest layer gets its base temporal layer
+        starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
+        preferred_t = self.preferred_temporal_layer
+        self._apply_temporal(
+            0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
+        )
+        self.desired_layer = desired
+        self._set_target(choice)
+        self._note_switches()
+        return float(rates.get(self.target_layer or 0, 0))
+
+    def _allocate_estimated(self, budget: float, now: float, overused: bool) -> float:
+        """The policy with a send-side estimate: down at once to the highest layer that fits
+        when the path is overused, lossy or the estimate fell below what is sent; up (as far
+        as the estimate covers, FIT_MARGIN included) after UP_DELAY calm seconds, asking for a
+        probe when the next layer does not fit."""
+        if not self.started or self.closed:
+            return 0.0
+        producer = self.producer
+        known = sorted(producer.layers)
+        active = [layer for layer in producer.active_layers() if layer in producer.layers]
+        if not active:
+            active = known
+        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
+        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
+        rates = dict(producer.layer_bitrates)
+        sent = self._measure_sent(now)
+        current = self.target_layer
+        congested = (
+            overused
+            or self.fraction_lost > self.LOSS_DOWN
+            or (sent is not None and sent > 0 and sent > budget * 1.05)
+        )
+        desired = ceiling if ceiling in known else max(known)
+        if current is None or current not in allowed:
+            fitting = [layer for layer in allowed if rates.get(layer, 0) <= budget]
+            choice = max(fitting) if fitting else min(allowed)
+        elif congested:
+            fitting = [
+                layer for layer in allowed if layer <= current and rates.get(layer, 0) <= budget
+            ]
+            choice = max(fitting) if fitting else min(allowed)
+            self._calm_since = now
+        elif current > desired:
+            choice = max(layer for layer in allowed if layer <= desired)
+        else:
+            choice = current
+            higher = [layer for layer in allowed if current < layer <= desired]
+            if higher and now - self._calm_since >= self.UP_DELAY:
+                fits = [
+                    layer for layer in higher if rates.get(layer, 0) * self.FIT_MARGIN <= budget
+                ]
+                if fits:
+                    choice = max(fits)
+                    self._calm_since = now
+                    self._raised_at = now
+                else:
+                    self.probe_wanted = float(rates.get(min(higher), 0))
         starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
         preferred_t = self.preferred_temporal_layer
         self._apply_temporal(

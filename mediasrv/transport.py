@@ -15,6 +15,7 @@ from mediasrv.config import MediaConfig
 from mediasrv.consumer import Consumer, SimpleConsumer
 from mediasrv.events import Emitter
 from mediasrv.producer import Producer
+from mediasrv.rtp_capabilities import TRANSPORT_CC_ID
 from mediasrv.simulcast_consumer import SimulcastConsumer
 
 log = logging.getLogger("mediasrv.transport")
@@ -22,6 +23,24 @@ log = logging.getLogger("mediasrv.transport")
 NTP_EPOCH_OFFSET = 2208988800
 RTCP_CNAME = b"mediasrv"
 SENDER_REPORTS_PER_COMPOUND = 20  # about 1,060 bytes with the SDES
+# transport-cc (cext/bwe.pyx): the send-side estimator's start and bounds, the feedback messages
+# it needs before its estimate is used (about a second), how often publishers get feedback
+BWE_START_BITRATE = 2_000_000
+BWE_MIN_BITRATE = 30_000
+BWE_MAX_BITRATE = 20_000_000
+BWE_WARMUP_FEEDBACKS = 10
+NACK_TICK = 0.02  # the worker calls tick_nack every 20 ms
+FEEDBACK_TICKS = 3  # transport-cc feedback to a publisher every 60 ms
+# probes: padding for PROBE_TICKS ticks at the rate a higher layer needs, at most every
+# PROBE_INTERVAL seconds (backing off to PROBE_INTERVAL_MAX while they fail)
+PROBE_TICKS = 3
+PROBE_PACKET = 260  # bytes on the wire of a padding packet
+PROBE_MAX_PACKETS = 40  # per tick
+PROBE_INTERVAL = 2.0
+PROBE_INTERVAL_MAX = 5.0
+PROBE_HEADROOM = 1.2  # a probe asks for this much more than the layer needs
+AUDIO_RESERVE = 48_000  # bit/s kept for each audio consumer before video gets any
+STARVED_ALLOCATIONS = 3  # allocations (0.5 s apart) that could not carry video before its pause
 
 
 def ntp_now() -> int:
@@ -95,6 +114,16 @@ class Transport(Emitter):
         self.rtcp_ssrc = secrets.randbits(32) or 1
         self.max_incoming_bitrate = max_incoming_bitrate
         self.remb_bitrate: int | None = None
+        # transport-cc: the send-side estimator toward a subscriber, feedback toward a publisher
+        self.estimator: _core.SendSideEstimator | None = None
+        self._overuses_seen = 0
+        self._probe_ticks = 0  # ticks of the probe being sent (0: none)
+        self._probe_bitrate = 0.0  # what the probe sends in all, bit/s
+        self._next_probe = 0.0
+        self._probe_interval = PROBE_INTERVAL
+        self._probes_seen = 0
+        self._feedback_ticks = 0
+        self._starved = 0  # allocations in a row whose budget could not carry the video
         self.rtcp_errors = 0
         self.rtcp_unknown_ssrc = 0
         self.closed = False
@@ -226,12 +255,87 @@ class Transport(Emitter):
             return False
         return bool(self.plane.send_rtcp(_core.serialize_rtcp(packets)))
 
+    # ---- transport-cc ----
+
+    def enable_transport_feedback(self, ext_id: int) -> None:
+        """The publisher negotiated transport-cc with extension ext_id: report its packets'
+        arrivals every FEEDBACK_TICKS timer ticks, so that its own estimator drives its uplink
+        (the REMB of max_incoming_bitrate stays its ceiling)."""
+        self.plane.enable_transport_feedback(ext_id)
+
+    def enable_send_side_estimation(self) -> None:
+        """The subscriber negotiated transport-cc: estimate its bandwidth from its feedback
+        (the estimate replaces its REMB in the layer allocation)."""
+        if self.estimator is None:
+            self.estimator = self.plane.enable_send_side_estimation(
+                TRANSPORT_CC_ID, BWE_START_BITRATE, BWE_MIN_BITRATE, BWE_MAX_BITRATE
+            )
+
+    @property
+    def bandwidth_estimate(self) -> float | None:
+        """bit/s: the send-side estimate once it has feedback to go by, else the
+        subscriber's REMB, else None."""
+        bwe = self.estimator
+        if bwe is not None and bwe.feedbacks >= BWE_WARMUP_FEEDBACKS:
+            return float(bwe.estimate)
+        return float(self.remb_bitrate) if self.remb_bitrate else None
+
+    def probe(self, bitrate: float, now: float) -> bool:
+        """Send padding for PROBE_TICKS timer ticks so that this subscriber receives about
+        `bitrate` in all: the estimator measures whether the path carries it. False when a
+        probe runs or ran less than the probe interval ago."""
+        bwe = self.estimator
+        if bwe is None or self._probe_ticks or now < self._next_probe or not self.connected:
+            return False
+        padder = next(
+            (c for c in self.consumers.values() if c.kind == "video" and c.rtx_ssrc and c.started),
+            None,
+        )
+        if padder is None:
+            return False
+        self._probe_bitrate = bitrate
+        self._probe_ticks = PROBE_TICKS
+        self._probe_padder = padder
+        bwe.start_probe()
+        return True
+
+    def _tick_probe(self, now: float) -> None:
+        bwe = self.estimator
+        if bwe is None:
+            return
+        if self._probe_ticks:
+            self._probe_ticks -= 1
+            padder = self._probe_padder
+            extra = self._probe_bitrate - bwe.acknowledged_bitrate
+            if extra > 0 and not padder.closed:
+                packets = min(PROBE_MAX_PACKETS, int(extra * NACK_TICK / 8 / PROBE_PACKET) + 1)
+                padder.plane.send_padding(packets)
+            if not self._probe_ticks:
+                bwe.end_probe()
+                self._next_probe = now + self._probe_interval
+        elif bwe.probes != self._probes_seen:
+            # a probe's result came: toward the rate asked for, probe again soon; else back off
+            self._probes_seen = bwe.probes
+            if bwe.last_probe >= 0.9 * self._probe_bitrate:
+                self._probe_interval = PROBE_INTERVAL
+                self._next_probe = min(self._next_probe, now + PROBE_INTERVAL / 2)
+            else:
+                self._probe_interval = min(self._probe_interval * 1.5, PROBE_INTERVAL_MAX)
+
     def tick_nack(self) -> None:
         """Ask publishers for the packets the data plane found missing, again for the
         keyframes that consumers still wait for, and for a first keyframe of a stream that
-        has not shown one."""
+        has not shown one; send transport-cc feedback and probes."""
+        if self.estimator is not None:
+            self._tick_probe(time.monotonic())
         if not self.producers or not self.connected:
             return
+        if self.plane.transport_feedback is not None:
+            self._feedback_ticks += 1
+            if self._feedback_ticks >= FEEDBACK_TICKS:
+                self._feedback_ticks = 0
+                first = next(iter(self.producers.values()))
+                self.plane.send_transport_feedback(self.rtcp_ssrc, first.ssrc)
         packets: list[Any] = []
         for producer in self.producers.values():
             for layer, stream in producer.layers.items():
@@ -315,19 +419,64 @@ class Transport(Emitter):
     # ---- layer allocation ----
 
     def allocate_layers(self, now: float) -> None:
-        """Share this subscriber's estimated bandwidth (REMB; unlimited without one) among its
-        video consumers: single-stream ones take what they take, each simulcast consumer then
-        gets the highest layer that fits what is left (in the order they were created)."""
+        """Share this subscriber's estimated bandwidth among its video consumers: single-
+        stream ones take what they take, each simulcast consumer then gets the highest layer
+        that fits what is left (in the order they were created).
+
+        With transport-cc the estimate is the server's own (send-side, from the subscriber's
+        feedback): audio is served first (AUDIO_RESERVE each), video that cannot fit even at
+        its lowest layer's base temporal layer is paused until it can, and a consumer that
+        wants a higher layer than fits gets a probe. Without it the estimate is the
+        subscriber's REMB, read as a congestion signal; without either, unlimited."""
         video = [c for c in self.consumers.values() if c.kind == "video" and not c.paused]
         if not video:
             return
-        budget = float(self.remb_bitrate) if self.remb_bitrate else float("inf")
+        estimate = self.bandwidth_estimate
+        bwe = self.estimator
+        estimated = bwe is not None and bwe.feedbacks >= BWE_WARMUP_FEEDBACKS
+        overused = False
+        if bwe is not None:
+            overused = bwe.overuses != self._overuses_seen
+            self._overuses_seen = bwe.overuses
+        budget = estimate if estimate is not None else float("inf")
+        probe_wanted = 0.0
+        if estimated:
+            audio = sum(1 for c in self.consumers.values() if c.kind == "audio" and not c.paused)
+            budget -= AUDIO_RESERVE * audio
+            probe_wanted = self._pause_starved(video, budget)
         for consumer in video:
             if not isinstance(consumer, SimulcastConsumer):
                 budget -= consumer.allocate(budget, now)
         for consumer in video:
             if isinstance(consumer, SimulcastConsumer):
-                budget -= consumer.allocate(max(budget, 0.0), now)
+                used = consumer.allocate(
+                    max(budget, 0.0), now, estimated=estimated, overused=overused
+                )
+                if consumer.probe_wanted:
+                    probe_wanted = max(probe_wanted, consumer.probe_wanted - used)
+                budget -= used
+        if estimated and probe_wanted > 0 and bwe is not None:
+            self.probe(bwe.acknowledged_bitrate + probe_wanted * PROBE_HEADROOM, now)
+
+    def _pause_starved(self, video: list[Consumer], budget: float) -> float:
+        """Pause the video of a subscriber whose estimate has not carried it beside its audio
+        for STARVED_ALLOCATIONS allocations in a row (the lowest layer's base temporal layer is
+        about a third of its rate); resume when 1.5 times that fits. While paused, the rate a
+        probe should find (else 0)."""
+        need = 0.0
+        for consumer in video:
+            rates = [r for r in consumer.producer.layer_bitrates.values() if r > 0]
+            need += min(rates) / 3 if rates else 0.0
+        self._starved = self._starved + 1 if need and budget < need else 0
+        paused = [c for c in video if c.bwe_paused]
+        if paused and budget >= 1.5 * need:
+            for consumer in paused:
+                consumer.set_bwe_paused(False)
+            return 0.0
+        if self._starved >= STARVED_ALLOCATIONS:
+            for consumer in video:
+                consumer.set_bwe_paused(True)
+        return 1.5 * need if any(c.bwe_paused for c in video) else 0.0
 
     # ---- end ----
 

@@ -219,7 +219,8 @@ def test_chrome_audio_is_answered_with_opus_only() -> None:
     assert lines[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"
     assert values(lines, "rtpmap") == ["111 opus/48000/2"]  # no red, G722, PCMU, CN, DTMF
     assert values(lines, "fmtp") == ["111 minptime=10;useinbandfec=1"]
-    assert values(lines, "rtcp-fb") == []  # transport-cc is offered, the server does not do it
+    # transport-cc is offered and answered: the server sends the publisher feedback
+    assert values(lines, "rtcp-fb") == ["111 transport-cc"]
     assert "a=recvonly" in lines
     assert "a=rtcp-mux" in lines
 
@@ -229,7 +230,13 @@ def test_chrome_video_is_answered_with_vp8_and_its_rtx() -> None:
     assert lines[0] == "m=video 9 UDP/TLS/RTP/SAVPF 96 97"
     assert values(lines, "rtpmap") == ["96 VP8/90000", "97 rtx/90000"]
     # the rtcp-fb subset the server speaks; Chrome's transport-cc is left out
-    assert values(lines, "rtcp-fb") == ["96 goog-remb", "96 nack", "96 nack pli", "96 ccm fir"]
+    assert values(lines, "rtcp-fb") == [
+        "96 goog-remb",
+        "96 transport-cc",
+        "96 nack",
+        "96 nack pli",
+        "96 ccm fir",
+    ]
     assert values(lines, "fmtp") == ["96 x-google-start-bitrate=2500", "97 apt=96"]
     assert "a=recvonly" in lines
     assert "a=rtcp-mux" in lines
@@ -242,12 +249,14 @@ def test_chrome_extmaps_keep_the_offer_ids_of_accepted_uris_only() -> None:
         offered = extmaps(section(CHROME_OFFER, mid))
         answered = extmaps(section(result.sdp, mid))
         assert answered == {uri: i for uri, i in offered.items() if uri in PUBLISH_EXTENSIONS}
-        assert TRANSPORT_CC in offered and TRANSPORT_CC not in answered
+        assert TRANSPORT_CC in offered and TRANSPORT_CC in answered  # the server gives feedback
     assert extmaps(section(result.sdp, "1")) == {
         EXT_AUDIO_LEVEL: 1,
         "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
+        TRANSPORT_CC: 3,
         "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
     }
+    assert result.remote.transport_cc == 3
     assert extmaps(section(result.sdp, "2"))[EXT_VIDEO_ORIENTATION] == 13
 
 
@@ -726,9 +735,20 @@ def test_subscribe_offer_text() -> None:
         "m=audio 0 UDP/TLS/RTP/SAVPF 111",
     ]
     audio, vp8, _, h264, _ = sections
-    assert extmaps(audio) == {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3}
-    assert extmaps(vp8) == extmaps(h264) == {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4}
-    assert values(vp8, "rtcp-fb") == ["96 goog-remb", "96 nack", "96 nack pli", "96 ccm fir"]
+    # transport-cc numbers what the server sends, for its send-side estimator
+    assert extmaps(audio) == {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 3, TRANSPORT_CC: 5}
+    assert (
+        extmaps(vp8)
+        == extmaps(h264)
+        == {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4, TRANSPORT_CC: 5}
+    )
+    assert values(vp8, "rtcp-fb") == [
+        "96 goog-remb",
+        "96 transport-cc",
+        "96 nack",
+        "96 nack pli",
+        "96 ccm fir",
+    ]
     assert values(audio, "fmtp") == ["111 minptime=10;useinbandfec=1"]
     assert values(h264, "fmtp") == [
         "102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",

@@ -19,6 +19,7 @@ from mediasrv.rtp_capabilities import (
     AUDIO_FEEDBACK,
     EXT_MID,
     EXT_RID,
+    EXT_TRANSPORT_CC,
     PUBLISH_EXTENSIONS,
     SUBSCRIBE_EXTENSIONS,
     VIDEO_FEEDBACK,
@@ -66,6 +67,8 @@ class RemoteParameters:
     ice_pwd: str
     fingerprints: list[tuple[str, str]]
     setup: str  # actpass | active | passive
+    # the peer's transport-cc extension id when it negotiated transport-cc feedback (0: not)
+    transport_cc: int = 0
 
 
 @dataclass
@@ -191,8 +194,28 @@ def _remote_parameters(desc: aiortc_sdp.SessionDescription, what: str) -> Remote
             )
         role = media.dtls.role
         setup = {"auto": "actpass", "client": "active", "server": "passive"}.get(role, "actpass")
-        return RemoteParameters(media.ice.usernameFragment, media.ice.password, fingerprints, setup)
+        return RemoteParameters(
+            media.ice.usernameFragment,
+            media.ice.password,
+            fingerprints,
+            setup,
+            _transport_cc_id(desc),
+        )
     raise NegotiationError("invalid_sdp", f"{what}: no usable media section with ICE and DTLS")
+
+
+def _transport_cc_id(desc: aiortc_sdp.SessionDescription) -> int:
+    """The transport-cc extension id of a description whose media use transport-cc feedback
+    (the extension and ``a=rtcp-fb:* transport-cc``), else 0."""
+    for media in desc.media:
+        if media.port == 0 or media.kind not in ("audio", "video"):
+            continue
+        for ext in media.rtp.headerExtensions:
+            if ext.uri == EXT_TRANSPORT_CC and any(
+                fb.type == "transport-cc" for c in media.rtp.codecs for fb in c.rtcpFeedback
+            ):
+                return int(ext.id)
+    return 0
 
 
 def _fmtp_dict(params: object) -> dict[str, str]:
