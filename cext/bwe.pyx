@@ -26,6 +26,7 @@ cdef enum:
     TCC_TREND_WINDOW = 20
     TCC_RATE_BUCKETS = 20       # acknowledged rate: 20 buckets of 50 ms by arrival time
     TCC_RATE_BUCKET_US = 50000
+    TCC_REORDER_US = 50000      # a gap is reported lost once a later packet is this old
 
 cpdef enum BweState:
     BWE_NORMAL = 0
@@ -43,7 +44,8 @@ cdef struct TccSent:
     int64_t send_us
     int32_t size
     int32_t probe       # probe cluster, 0: none
-    bint acked          # reported received or lost
+    bint acked          # reported received
+    bint lost           # reported lost (a later report may still say received: reordering)
 
 
 cdef inline int64_t tcc_now_us() noexcept nogil:
@@ -111,12 +113,13 @@ cdef class TccReceiver:
         self.packets += 1
 
     cdef Py_ssize_t write_feedback(self, uint8_t* out, Py_ssize_t capacity, uint32_t sender,
-                                   uint32_t media) noexcept:
+                                   uint32_t media, int64_t now_us) noexcept:
         """One transport-cc feedback message for what arrived since the last one; its size,
-        0 when there is nothing to report, -1 on an error."""
+        0 when there is nothing to report, -1 on an error. A missing packet is reported lost
+        only once a later one has been here TCC_REORDER_US (it may be reordered, not lost)."""
         cdef int32_t deltas[TCC_FEEDBACK_PACKETS]
         cdef int64_t first = self._next_report
-        cdef int64_t n, i, s, ticks
+        cdef int64_t n, i, s, ticks, settled = -1
         cdef int64_t reference_us = -1, previous_us
         cdef Py_ssize_t written
         if self._highest < 0 or first > self._highest:
@@ -148,9 +151,18 @@ cdef class TccReceiver:
         if n == 0:
             self._next_report = first + 1   # unrepresentable: give it up
             return 0
-        # trailing lost packets wait for a later message (they may still arrive)
+        # missing packets after the last one that has settled wait for a later message
+        for i in range(n):
+            s = first + i
+            if deltas[i] != RTCP_TWCC_NOT_RECEIVED and \
+                    now_us - self._arrival_us[s & (TCC_RECEIVED - 1)] >= TCC_REORDER_US:
+                settled = i
         while n > 0 and deltas[n - 1] == RTCP_TWCC_NOT_RECEIVED:
             n -= 1
+        for i in range(settled + 1, n):
+            if deltas[i] == RTCP_TWCC_NOT_RECEIVED:
+                n = i
+                break
         written = rtcp_write_twcc(out, capacity, sender, media, <uint16_t>(first & 0xFFFF),
                                   <int32_t>((reference_us // 64000) & 0x7FFFFF),
                                   self._feedback_count, deltas, n)
@@ -282,6 +294,7 @@ cdef class SendSideEstimator:
         entry.size = size
         entry.probe = self._probing
         entry.acked = False
+        entry.lost = False
         self.packets_sent += 1
         if self._probing and self._probing == self._cluster:
             if self._cluster_sent_count == 0:
@@ -361,9 +374,17 @@ cdef class SendSideEstimator:
             if entry.seq != seq or entry.acked:
                 continue
             if symbols[i] == 0:
-                self.packets_lost += 1
-                self._window_lost += 1
+                if not entry.lost:
+                    entry.lost = True
+                    self.packets_lost += 1
+                    self._window_lost += 1
                 continue     # a later message may still report it received
+            if entry.lost:
+                # reordered, not lost: take back the loss it was counted as
+                entry.lost = False
+                self.packets_lost -= 1
+                if self._window_lost:
+                    self._window_lost -= 1
             entry.acked = True
             self.packets_acked += 1
             self._window_received += 1
@@ -622,10 +643,12 @@ cdef class SendSideEstimator:
         return self.acknowledged()
 
 
-def tcc_feedback(TccReceiver receiver not None, uint32_t sender, uint32_t media):
-    """The next transport-cc feedback message of a receiver, or None (tests)."""
+def tcc_feedback(TccReceiver receiver not None, uint32_t sender, uint32_t media, now_us=None):
+    """The next transport-cc feedback message of a receiver at now_us (default: now), or
+    None (tests)."""
     cdef uint8_t out[4 + 20 + 4 * TCC_FEEDBACK_PACKETS + 4]
-    cdef Py_ssize_t n = receiver.write_feedback(out, sizeof(out), sender, media)
+    cdef Py_ssize_t n = receiver.write_feedback(out, sizeof(out), sender, media,
+                                                tcc_now_us() if now_us is None else now_us)
     if n <= 0:
         return None
     return PyBytes_FromStringAndSize(<char*>out, n)

@@ -146,6 +146,8 @@ cdef class PlaneConsumer:
     cdef readonly uint64_t dropped_old          # from before the point the consumer synced at
     cdef readonly uint64_t protect_errors
     cdef readonly uint64_t padding_sent
+    cdef readonly uint64_t red_malformed        # RED packets whose blocks did not parse
+    cdef readonly uint8_t red_payload_type      # RED sent as is with this type; 0: primary only
     cdef readonly bint closed
 
     def __init__(self, PlaneTransport transport not None, PlaneStream stream not None, *,
@@ -251,6 +253,13 @@ cdef class PlaneConsumer:
     @property
     def target_temporal_layer(self) -> int:
         return self._target_tid
+
+    def set_red(self, int payload_type) -> None:
+        """RED (RFC 2198) from the stream goes to this subscriber as RED with this payload
+        type; 0 (the default): as its primary Opus payload only, for subscribers without RED."""
+        if not 0 <= payload_type <= 127:
+            raise ValueError("payload types must be in 0..127")
+        self.red_payload_type = payload_type
 
     def set_abs_send_time_id(self, int ext_id) -> None:
         """Write the send time into this (consumer-side) abs-send-time extension; 0: don't."""
@@ -370,16 +379,48 @@ cdef class PlaneConsumer:
             if track:
                 self._last_tl0 = tl0
 
+    cdef int _strip_red(self, uint8_t* out, RtpHeader* oh) noexcept:
+        """Replace a RED payload by its primary block: the new packet length, or -1."""
+        cdef Py_ssize_t po = oh.payload_offset
+        cdef Py_ssize_t n = oh.payload_length
+        cdef Py_ssize_t pos = 0, skip = 0
+        cdef uint8_t* p = out + po
+        while True:
+            if pos >= n:
+                return -1
+            if p[pos] & 0x80:              # a redundant block's 4-byte header
+                if pos + 4 > n:
+                    return -1
+                skip += ((p[pos + 2] & 0x03) << 8) | p[pos + 3]
+                pos += 4
+            else:                          # the primary block's 1-byte header, last
+                pos += 1
+                break
+        if pos + skip >= n:
+            return -1
+        memmove(p, p + pos + skip, n - pos - skip)
+        out[0] &= 0xDF                     # any padding went with the old payload's end
+        return <int>(po + n - pos - skip)
+
     cdef int _write(self, uint8_t* out, int length, RtpHeader* oh) noexcept:
         """Rewrite a copy in out (parsed into oh) and protect it: the new length, or -1."""
         cdef uint16_t in_seq = oh.sequence_number
         cdef uint16_t seq = <uint16_t>(oh.sequence_number + self._seq_offset)
         cdef uint32_t ts = oh.timestamp + self._ts_offset
         cdef timespec now
+        cdef bint red = self.stream.red_payload_type != 0 and \
+            oh.payload_type == self.stream.red_payload_type
+        if red and not self.red_payload_type:
+            length = self._strip_red(out, oh)
+            if length < 0:
+                self.red_malformed += 1
+                return -1
         rtp_set_ssrc(out, oh, self.ssrc)
         rtp_set_sequence_number(out, oh, seq)
         rtp_set_timestamp(out, oh, ts)
-        rtp_set_payload_type(out, oh, self.payload_type)
+        rtp_set_payload_type(
+            out, oh, self.red_payload_type if red and self.red_payload_type else self.payload_type
+        )
         if self._remap and oh.element_count:
             rtp_remap_extension_ids(out, oh, self._ext_map)
         if self._abs_send_time_id and oh.element_count:
@@ -556,6 +597,8 @@ cdef class PlaneStream:
     cdef readonly bint kind_video
     cdef readonly uint32_t clock_rate
     cdef readonly uint8_t audio_level_id
+    cdef readonly uint8_t red_payload_type      # RED around this stream's codec (0: none)
+    cdef readonly uint64_t red_packets
     cdef PacketCache _cache
     cdef list _consumers
     cdef readonly object owner
@@ -623,6 +666,12 @@ cdef class PlaneStream:
     @property
     def consumers(self) -> list:
         return list(self._consumers)
+
+    def set_red_payload_type(self, int payload_type) -> None:
+        """Packets of this payload type are RED (RFC 2198) around the stream's codec."""
+        if not 0 <= payload_type <= 127:
+            raise ValueError("payload types must be in 0..127")
+        self.red_payload_type = payload_type
 
     def add_consumer(self, PlaneConsumer consumer not None) -> None:
         if consumer.stream is not self:
@@ -841,6 +890,8 @@ cdef class PlaneStream:
                 self.duplicates += 1
                 return
         self.packets += 1
+        if self.red_payload_type and h.payload_type == self.red_payload_type:
+            self.red_packets += 1
         self.bytes += length
         if repaired:
             self.rtx_packets += 1
@@ -1035,7 +1086,7 @@ cdef class PlaneTransport:
         while sent < 4:
             slot = plane._out.count
             n = self._tcc_in.write_feedback(plane._out.data[slot], PLANE_FEEDBACK_MAX,
-                                            sender_ssrc, media_ssrc)
+                                            sender_ssrc, media_ssrc, tcc_now_us())
             if n <= 0:
                 break
             length = <int>n

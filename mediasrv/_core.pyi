@@ -599,6 +599,10 @@ class PlaneConsumer:
         """Answer a NACK from the cache (as RTX when negotiated): how many went out."""
     def send_padding(self, count: int, size: int = ...) -> int:
         """Padding-only RTX packets with transport-wide sequence numbers (a probe)."""
+    red_payload_type: int
+    red_malformed: int
+    def set_red(self, payload_type: int) -> None:
+        """Send RED as RED with this payload type; 0: its primary Opus block only."""
 
 class PlaneStream:
     """One inbound RTP stream (one SSRC) of a producer, with its consumers."""
@@ -627,6 +631,9 @@ class PlaneStream:
     bad_sequence: int
     """Packets far from the run that the next packet did not confirm (dropped)."""
     closed: bool
+    red_payload_type: int
+    red_packets: int
+    def set_red_payload_type(self, payload_type: int) -> None: ...
     def __init__(
         self,
         transport: PlaneTransport,
@@ -855,5 +862,7 @@ class SendSideEstimator:
     def sent(self, size: int, send_us: int) -> int:
         """Record a packet as sent; its transport-wide sequence number (tests)."""
 
-def tcc_feedback(receiver: TccReceiver, sender: int, media: int) -> bytes | None: ...
+def tcc_feedback(
+    receiver: TccReceiver, sender: int, media: int, now_us: int | None = None
+) -> bytes | None: ...
 def tcc_record(receiver: TccReceiver, seq: int, arrival_us: int) -> None: ...

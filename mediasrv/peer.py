@@ -212,6 +212,7 @@ class Peer(Emitter):
             extensions=track.extensions,
             rids=track.rids,
             layer=layer,
+            red_payload_type=track.red_payload_type,
             app_data={"peerId": self.id, "streamId": track.stream_id, "trackId": track.track_id},
         )
         self.producers[track.mid] = producer
@@ -436,6 +437,9 @@ class Peer(Emitter):
                 and slot.mid not in self._started_slots
             ):
                 self._started_slots.add(slot.mid)
+                if slot.consumer.kind == "audio":
+                    # RED as it came to a subscriber that kept it, its primary Opus to others
+                    slot.consumer.plane.set_red(remote.red_payload_type)
                 slot.consumer.start()
         if self._dirty:
             self._send_offer()

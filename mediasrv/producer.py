@@ -68,6 +68,7 @@ class Producer(Emitter):
         extensions: dict[str, int],
         rids: list[str] | None = None,
         layer: int = 0,
+        red_payload_type: int = 0,
         app_data: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -77,6 +78,7 @@ class Producer(Emitter):
         self.codec = codec
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
+        self.red_payload_type = red_payload_type  # RED (RFC 2198) around Opus; 0: none
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc or 0
         self.mid = mid
@@ -122,6 +124,8 @@ class Producer(Emitter):
             cache_size=PACKET_CACHE_SIZE if self.kind == "video" else 0,
             owner=self,
         )
+        if self.red_payload_type:
+            stream.set_red_payload_type(self.red_payload_type)
         self.transport.plane.add_stream(stream)
         self.layers[layer] = stream
         return stream

@@ -40,6 +40,9 @@ SUBSCRIBE_EXTENSIONS = {
     "video": {EXT_ABS_SEND_TIME: 3, EXT_VIDEO_ORIENTATION: 4, EXT_TRANSPORT_CC: TRANSPORT_CC_ID},
 }
 
+# RED (RFC 2198) for Opus: redundant audio, offered to subscribers with this payload type
+RED_PAYLOAD_TYPE = 63
+
 VIDEO_FEEDBACK = [
     ("goog-remb", ""),
     ("transport-cc", ""),

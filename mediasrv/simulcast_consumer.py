@@ -43,6 +43,7 @@ class SimulcastConsumer(Consumer):
         # with a send-side estimate: the rate of the next layer up, when the estimate does not
         # cover it (the transport probes for it)
         self.probe_wanted = 0.0
+        self.probe_top = 0.0  # ... and of the highest layer wanted
         self.plane.set_vp8_continuity(self.producer.codec.name == "VP8")
         for stream in self.producer.layers.values():
             if stream is not self.plane.stream:
@@ -79,7 +80,7 @@ class SimulcastConsumer(Consumer):
         estimate left for this consumer, inf when there is none. estimated: the budget is the
         server's send-side estimate (transport-cc), which is room and not only a congestion
         signal; overused: its delay detector found the path overused since the last call."""
-        self.probe_wanted = 0.0
+        self.probe_wanted = self.probe_top = 0.0
         if estimated and not immediate:
             return self._allocate_estimated(budget, now, overused)
         if not self.started or self.closed:
@@ -180,11 +181,13 @@ class SimulcastConsumer(Consumer):
                     layer for layer in higher if rates.get(layer, 0) * self.FIT_MARGIN <= budget
                 ]
                 if fits:
+                    # the estimate (a probe's, often) vouches for it: no calm period after it
                     choice = max(fits)
-                    self._calm_since = now
                     self._raised_at = now
-                else:
+                higher = [layer for layer in higher if layer > choice]
+                if higher:
                     self.probe_wanted = float(rates.get(min(higher), 0))
+                    self.probe_top = float(rates.get(max(higher), 0))
         starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
         preferred_t = self.preferred_temporal_layer
         self._apply_temporal(

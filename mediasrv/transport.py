@@ -38,6 +38,9 @@ PROBE_PACKET = 260  # bytes on the wire of a padding packet
 PROBE_MAX_PACKETS = 40  # per tick
 PROBE_INTERVAL = 2.0
 PROBE_INTERVAL_MAX = 5.0
+PROBE_ECHO = 0.5  # seconds after a probe in which an overuse is its own queue, not a reason to
+# move down a layer (the estimate still falls)
+PROBE_AFTER_SUCCESS = 0.5  # the next probe after one that found the rate it looked for
 PROBE_HEADROOM = 1.2  # a probe asks for this much more than the layer needs
 AUDIO_RESERVE = 48_000  # bit/s kept for each audio consumer before video gets any
 STARVED_ALLOCATIONS = 3  # allocations (0.5 s apart) that could not carry video before its pause
@@ -122,6 +125,8 @@ class Transport(Emitter):
         self._next_probe = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._probes_seen = 0
+        self._probe_found = False  # the last probe got through at the rate it asked
+        self._probe_ended = -1e9
         self._feedback_ticks = 0
         self._starved = 0  # allocations in a row whose budget could not carry the video
         self.rtcp_errors = 0
@@ -313,14 +318,16 @@ class Transport(Emitter):
             if not self._probe_ticks:
                 bwe.end_probe()
                 self._next_probe = now + self._probe_interval
+                self._probe_ended = now
         elif bwe.probes != self._probes_seen:
             # a probe's result came: toward the rate asked for, probe again soon; else back off
             self._probes_seen = bwe.probes
-            if bwe.last_probe >= 0.9 * self._probe_bitrate:
+            self._probe_found = bwe.last_probe >= 0.9 * self._probe_bitrate
+            if self._probe_found:
                 self._probe_interval = PROBE_INTERVAL
-                self._next_probe = min(self._next_probe, now + PROBE_INTERVAL / 2)
+                self._next_probe = min(self._next_probe, now + PROBE_AFTER_SUCCESS)
             else:
-                self._probe_interval = min(self._probe_interval * 1.5, PROBE_INTERVAL_MAX)
+                self._probe_interval = min(self._probe_interval * 2, PROBE_INTERVAL_MAX)
 
     def tick_nack(self) -> None:
         """Ask publishers for the packets the data plane found missing, again for the
@@ -436,7 +443,9 @@ class Transport(Emitter):
         estimated = bwe is not None and bwe.feedbacks >= BWE_WARMUP_FEEDBACKS
         overused = False
         if bwe is not None:
-            overused = bwe.overuses != self._overuses_seen
+            overused = bwe.overuses != self._overuses_seen and (
+                now - self._probe_ended > PROBE_ECHO or bool(self._probe_ticks)
+            )
             self._overuses_seen = bwe.overuses
         budget = estimate if estimate is not None else float("inf")
         probe_wanted = 0.0
@@ -453,7 +462,9 @@ class Transport(Emitter):
                     max(budget, 0.0), now, estimated=estimated, overused=overused
                 )
                 if consumer.probe_wanted:
-                    probe_wanted = max(probe_wanted, consumer.probe_wanted - used)
+                    # after a probe that found its rate, look for the top layer at once
+                    wanted = consumer.probe_top if self._probe_found else consumer.probe_wanted
+                    probe_wanted = max(probe_wanted, wanted - used)
                 budget -= used
         if estimated and probe_wanted > 0 and bwe is not None:
             self.probe(bwe.acknowledged_bitrate + probe_wanted * PROBE_HEADROOM, now)

@@ -75,29 +75,44 @@ class Loop:
             _core.tcc_record(self.receiver, seq, int(arrival * 1e6))
         if self.now >= self.next_feedback:
             self.next_feedback += 0.1
-            while (message := _core.tcc_feedback(self.receiver, 1, 2)) is not None:
+            now_us = int(self.now * 1e6)
+            while (message := _core.tcc_feedback(self.receiver, 1, 2, now_us)) is not None:
                 self.bwe.feed(message, int((self.now + self.link.delay) * 1e6))
 
 
-def test_feedback_written_by_the_receiver_parses_back_with_the_arrival_deltas() -> None:
-    receiver = _core.TccReceiver()
-    base = 5_000_000
-    for seq, offset in [(100, 0), (101, 1000), (103, 2750), (104, 2750)]:
-        _core.tcc_record(receiver, seq, base + offset)
-    message = _core.tcc_feedback(receiver, 0x1111, 0x2222)
-    assert message is not None
+def arrivals(message: bytes) -> dict[int, int | None]:
+    """Sequence number -> arrival time (us) of a feedback message, None for a lost one."""
     parsed = _core.parse_rtcp(message)
     assert parsed.errors == []
     [feedback] = parsed.packets
     assert isinstance(feedback, _core.RtcpTransportFeedback)
-    assert feedback.base_sequence == 100
-    received = [(seq, delta) for seq, delta in feedback.packets]
-    assert [seq for seq, _ in received] == [100, 101, 102, 103, 104]
-    assert received[2][1] is None  # 102 never arrived
-    assert [d for _, d in received if d is not None][1:] == [1000, 1750, 0]
-    assert _core.tcc_feedback(receiver, 0x1111, 0x2222) is None  # all reported
+    now = feedback.reference_time * 64000
+    out: dict[int, int | None] = {}
+    for seq, delta in feedback.packets:
+        if delta is None:
+            out[seq] = None
+        else:
+            now += delta
+            out[seq] = now
+    return out
+
+
+def test_feedback_reports_arrivals_and_a_gap_only_once_it_cannot_be_reordering() -> None:
+    receiver = _core.TccReceiver()
+    base = 5_000_000
+    for seq, offset in [(100, 0), (101, 1000), (103, 2750), (104, 2750)]:
+        _core.tcc_record(receiver, seq, base + offset)
+    # 102 is missing, but 103 came 10 ms ago: 102 may be reordered, the report stops before it
+    first = _core.tcc_feedback(receiver, 0x1111, 0x2222, base + 12_750)
+    assert first is not None
+    assert arrivals(first) == {100: base, 101: base + 1000}
+    # 50 ms on: 102 is reported lost, 103 and 104 received
+    second = _core.tcc_feedback(receiver, 0x1111, 0x2222, base + 60_000)
+    assert second is not None
+    assert arrivals(second) == {102: None, 103: base + 2750, 104: base + 2750}
+    assert _core.tcc_feedback(receiver, 0x1111, 0x2222, base + 100_000) is None  # all reported
     _core.tcc_record(receiver, 102, base + 9000)  # too late: reported lost already
-    assert _core.tcc_feedback(receiver, 0x1111, 0x2222) is None
+    assert _core.tcc_feedback(receiver, 0x1111, 0x2222, base + 200_000) is None
 
 
 def test_a_path_with_room_keeps_the_estimate_above_what_is_sent() -> None:

@@ -214,11 +214,15 @@ def test_chrome_answer_data_channel_section() -> None:
     assert values(lines, "max-message-size") == ["262144"]
 
 
-def test_chrome_audio_is_answered_with_opus_only() -> None:
-    lines = section(answer(CHROME_OFFER).sdp, "1")
-    assert lines[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"
-    assert values(lines, "rtpmap") == ["111 opus/48000/2"]  # no red, G722, PCMU, CN, DTMF
-    assert values(lines, "fmtp") == ["111 minptime=10;useinbandfec=1"]
+def test_chrome_audio_is_answered_with_red_over_opus_and_nothing_else() -> None:
+    result = answer(CHROME_OFFER)
+    lines = section(result.sdp, "1")
+    # RED first (Chrome sends redundant audio only then), around Opus
+    assert lines[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 63 111"
+    assert values(lines, "rtpmap") == ["63 red/48000/2", "111 opus/48000/2"]  # no G722, CN...
+    assert values(lines, "fmtp") == ["63 111/111", "111 minptime=10;useinbandfec=1"]
+    [audio] = [t for t in result.tracks if t.kind == "audio"]
+    assert audio.codec.name == "opus" and audio.red_payload_type == 63
     # transport-cc is offered and answered: the server sends the publisher feedback
     assert values(lines, "rtcp-fb") == ["111 transport-cc"]
     assert "a=recvonly" in lines
@@ -367,7 +371,7 @@ def test_rejected_video_section(edit: Callable[[str], str], reason: str) -> None
     assert "a=group:BUNDLE 0 1" in split_sdp(result.sdp)[0]
     assert [t.mid for t in result.tracks] == ["1"]
     # the accepted sections are untouched
-    assert section(result.sdp, "1")[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 111"
+    assert section(result.sdp, "1")[0] == "m=audio 9 UDP/TLS/RTP/SAVPF 63 111"
 
 
 def test_rejected_application_and_unknown_kind_sections() -> None:
@@ -728,7 +732,7 @@ def test_subscribe_offer_text() -> None:
     ]
     # canonical payload types, rtx only where an rtx ssrc exists
     assert [s[0] for s in sections] == [
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 63",
         "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
         "m=video 0 UDP/TLS/RTP/SAVPF 96",
         "m=video 9 UDP/TLS/RTP/SAVPF 102 103",
@@ -749,7 +753,8 @@ def test_subscribe_offer_text() -> None:
         "96 nack pli",
         "96 ccm fir",
     ]
-    assert values(audio, "fmtp") == ["111 minptime=10;useinbandfec=1"]
+    # RED offered beside Opus: a subscriber that keeps it gets the redundancy
+    assert values(audio, "fmtp") == ["111 minptime=10;useinbandfec=1", "63 111/111"]
     assert values(h264, "fmtp") == [
         "102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
         "103 apt=102",

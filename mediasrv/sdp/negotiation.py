@@ -21,6 +21,7 @@ from mediasrv.rtp_capabilities import (
     EXT_RID,
     EXT_TRANSPORT_CC,
     PUBLISH_EXTENSIONS,
+    RED_PAYLOAD_TYPE,
     SUBSCRIBE_EXTENSIONS,
     VIDEO_FEEDBACK,
     CodecSpec,
@@ -69,6 +70,8 @@ class RemoteParameters:
     setup: str  # actpass | active | passive
     # the peer's transport-cc extension id when it negotiated transport-cc feedback (0: not)
     transport_cc: int = 0
+    # a subscriber's answer: the RED payload type it kept for its audio (0: none)
+    red_payload_type: int = 0
 
 
 @dataclass
@@ -91,6 +94,8 @@ class OfferedTrack:
     # SSRC-group simulcast (a=ssrc-group:SIM, lowest first) and each layer's RTX SSRC (0: none)
     sim_ssrcs: list[int] = field(default_factory=list)
     sim_rtx_ssrcs: list[int] = field(default_factory=list)
+    # RED (RFC 2198) around Opus, accepted when offered: its payload type (0: none)
+    red_payload_type: int = 0
 
 
 MAX_RIDS = 4
@@ -268,6 +273,23 @@ def _transport_lines(local: LocalParameters, setup: str, first: bool) -> list[st
     return lines
 
 
+def _red_payload_type(media: aiortc_sdp.MediaDescription, opus_pt: int) -> int:
+    """The payload type of RED carrying this Opus (fmtp ``111/111``) in an offer, or 0."""
+    for codec in media.rtp.codecs:
+        if codec.mimeType.lower() != "audio/red" or codec.clockRate != 48000:
+            continue
+        params = codec.parameters
+        text = "/".join(str(k) for k in params) if isinstance(params, dict) else str(params)
+        blocks = [b for b in text.replace(" ", "").split("/") if b]
+        if blocks and all(b == str(opus_pt) for b in blocks):
+            return int(codec.payloadType or 0)
+    return 0
+
+
+def _red_lines(red_pt: int, opus_pt: int) -> list[str]:
+    return [f"a=rtpmap:{red_pt} red/48000/2", f"a=fmtp:{red_pt} {opus_pt}/{opus_pt}"]
+
+
 def _codec_lines(
     spec: CodecSpec,
     pt: int,
@@ -379,6 +401,7 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
             sections.append(lines)
             continue
         spec, pt, feedback, fmtp = chosen
+        red_pt = _red_payload_type(media, pt) if spec.name == "opus" else 0
         rtx_pt = 0
         for codec in media.rtp.codecs:
             if codec.mimeType.lower().endswith("/rtx") and str(
@@ -419,9 +442,11 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
                 rids,
                 sim_ssrcs,
                 sim_rtx,
+                red_pt,
             )
         )
-        fmts = [pt] + ([rtx_pt] if rtx_pt else [])
+        # RED first: a browser sends redundant audio only when it is the preferred codec
+        fmts = ([red_pt] if red_pt else []) + [pt] + ([rtx_pt] if rtx_pt else [])
         lines = [
             f"m={media.kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, fmts))}",
             "c=IN IP4 0.0.0.0",
@@ -437,6 +462,8 @@ def answer_publish_offer(offer_sdp: object, local: LocalParameters, version: int
         ]
         lines += _transport_lines(local, setup, not accepted_mids)
         answer_fmtp = fmtp if spec.name != "opus" else {**spec.fmtp}
+        if red_pt:
+            lines += _red_lines(red_pt, pt)
         lines += _codec_lines(spec, pt, rtx_pt, feedback, answer_fmtp, start_bitrate=True)
         if rids and not sim_ssrcs:
             lines += [f"a=rid:{rid} recv" for rid in rids]
@@ -566,7 +593,8 @@ def build_subscribe_offer(local: LocalParameters, slots: list[SubscribeSlot], ve
             )
             continue
         rtx_pt = spec.rtx_payload_type if slot.rtx_ssrc else 0
-        fmts = [spec.payload_type] + ([rtx_pt] if rtx_pt else [])
+        red_pt = RED_PAYLOAD_TYPE if spec.name == "opus" else 0
+        fmts = [spec.payload_type] + ([rtx_pt] if rtx_pt else []) + ([red_pt] if red_pt else [])
         feedback = VIDEO_FEEDBACK if spec.kind == "video" else AUDIO_FEEDBACK
         body += [
             f"m={spec.kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, fmts))}",
@@ -584,6 +612,8 @@ def build_subscribe_offer(local: LocalParameters, slots: list[SubscribeSlot], ve
         body += _codec_lines(
             spec, spec.payload_type, rtx_pt, feedback, spec.fmtp, start_bitrate=False
         )
+        if red_pt:
+            body += _red_lines(red_pt, spec.payload_type)
         if rtx_pt:
             body.append(f"a=ssrc-group:FID {slot.ssrc} {slot.rtx_ssrc}")
         for ssrc in [slot.ssrc] + ([slot.rtx_ssrc] if rtx_pt else []):
@@ -599,7 +629,13 @@ def parse_subscribe_answer(answer_sdp: object, open_mids: list[str]) -> RemotePa
     for mid in open_mids:
         if mid not in mids:
             raise NegotiationError("invalid_sdp", f"answer: media section {mid!r} is missing")
-    return _remote_parameters(answer, "answer")
+    remote = _remote_parameters(answer, "answer")
+    for media in answer.media:
+        if media.kind == "audio" and media.port != 0:
+            for codec in media.rtp.codecs:
+                if codec.mimeType.lower() == "audio/red" and codec.payloadType == RED_PAYLOAD_TYPE:
+                    remote.red_payload_type = RED_PAYLOAD_TYPE
+    return remote
 
 
 def new_ice_credentials() -> tuple[str, str]:

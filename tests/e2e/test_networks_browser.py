@@ -268,6 +268,15 @@ def test_media_under_loss_and_delay_against_a_clean_page_in_the_same_room(loss: 
                 lossy_audio = delta(after[1], before[1], "audio", "packetsReceived")
                 clean_audio = delta(after[0], before[0], "audio", "packetsReceived")
                 nacks = delta(after[1], before[1], "video", "nackCount")
+                samples = delta(after[1], before[1], "audio", "totalSamplesReceived")
+                concealed = delta(after[1], before[1], "audio", "concealedSamples") / max(
+                    samples, 1
+                )
+                red_in = sum(
+                    p.stream.red_packets
+                    for p in h.server.rooms["lossy"].router.producers.values()
+                    if p.kind == "audio"
+                )
                 retransmitted = sum(
                     c.plane.retransmitted
                     for p in h.server.rooms["lossy"].peers.values()
@@ -282,7 +291,8 @@ def test_media_under_loss_and_delay_against_a_clean_page_in_the_same_room(loss: 
                       f"audio {lossy_audio:.0f}/{clean_audio:.0f} packets, {nacks:.0f} NACKs, "
                       f"{retransmitted} retransmitted, dropped up {path.up.lost} "
                       f"down {path.down.lost}; estimate {bwe.estimate / 1000:.0f} kbit/s "
-                      f"(loss {bwe.loss_fraction:.1%}, {bwe.overuses} overuses)")  # fmt: skip
+                      f"(loss {bwe.loss_fraction:.1%}, {bwe.overuses} overuses); audio "
+                      f"concealed {concealed:.1%} with {red_in} RED packets in")  # fmt: skip
                 assert path.down.lost > 0 and path.up.lost > 0
                 assert nacks > 0 and retransmitted > 0
                 assert clean_frames > 50
