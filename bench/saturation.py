@@ -399,10 +399,10 @@ async def join_sink(url: str, room: str) -> Subscriber:
         raise
     link = subscriber.link
     assert link is not None
-    link.sock.stop()
-    with socket.fromfd(link.sock.fileno(), socket.AF_INET, socket.SOCK_DGRAM) as dup:
+    link.udp.stop()
+    with socket.fromfd(link.udp.fileno(), socket.AF_INET, socket.SOCK_DGRAM) as dup:
         dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SINK_RCVBUF)
-    while link.sock.recv_batch(64):  # what arrived while connecting
+    while link.udp.recv_batch(64):  # what arrived while connecting
         pass
     return subscriber
 
@@ -458,7 +458,7 @@ class Measurement:
                     raise RunError(f"a subscriber could not join {room}: {sink!r}")
                 self.sinks[room].append(sink)
                 assert sink.link is not None
-                self.sink_ports.add(sink.link.sock.local_address[1])
+                self.sink_ports.add(sink.link.udp.local_address[1])
         self.run.join_seconds = round(time.monotonic() - started, 1)
 
     async def snapshot(self) -> Snapshot:

@@ -133,11 +133,17 @@ async def send_for(
 
 
 async def measure(
-    server: ServerProcess, subscribers: int, seconds: float, room: str, mode: str = "simple"
+    server: ServerProcess,
+    subscribers: int,
+    seconds: float,
+    room: str,
+    mode: str = "simple",
+    total_rate: int = 50000,
 ) -> Result:
     url = f"ws://127.0.0.1:{server.port}/ws"
-    rate = min(1000, 50000 // subscribers)
+    rate = min(1000, total_rate // subscribers)
     simulcast = mode == "simulcast"
+    tcp = mode == "tcp"  # simple, the subscribers on ICE-TCP
     recorded = mode == "recorded"  # simple, with the publisher's stream recorded too
     publisher = BenchPeer(url, room)
     await publisher.join(auto_subscribe=False)
@@ -152,7 +158,7 @@ async def measure(
         peer = BenchPeer(url, room)
         await peer.join(auto_subscribe=True)
         peers.append(peer)
-        link = await peer.answer_next_offer()
+        link = await peer.answer_next_offer(tcp=tcp)
         # the client process must not become the bottleneck: at most 5 subscribers decrypt
         # and time every packet, the rest count datagrams
         link.measure = len(links) < LATENCY_SAMPLERS
@@ -204,12 +210,15 @@ async def measure(
 
 
 async def run(
-    counts: list[int], seconds: float, modes: tuple[str, ...] = ("simple",)
+    counts: list[int],
+    seconds: float,
+    modes: tuple[str, ...] = ("simple",),
+    total_rate: int = 50000,
 ) -> list[Result]:
     server = ServerProcess()
     try:
         return [
-            await measure(server, n, seconds, f"bench-{mode}-{n}", mode)
+            await measure(server, n, seconds, f"bench-{mode}-{n}", mode, total_rate)
             for n in counts
             for mode in modes
         ]
@@ -241,12 +250,19 @@ def main() -> None:
         "--modes",
         default="simple,simulcast",
         help="simple: one stream; simulcast: three RID layers, subscribers on the top one; "
-        "recorded: simple, with the stream recorded to a journal too",
+        "recorded: simple, with the stream recorded to a journal too; tcp: simple, the "
+        "subscribers on ICE-TCP (RFC 6544) instead of UDP",
+    )
+    parser.add_argument(
+        "--total-rate",
+        type=int,
+        default=50000,
+        help="packets/s forwarded in all: the publisher sends min(1000, this / N)",
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.subscribers.split(",")]
     modes = tuple(args.modes.split(","))
-    results = uvloop.run(run(counts, args.seconds, modes))
+    results = uvloop.run(run(counts, args.seconds, modes, args.total_rate))
     print(render(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

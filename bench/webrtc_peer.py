@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import secrets
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -43,6 +44,95 @@ def _candidate(sdp: str) -> tuple[str, int]:
     if match is None:
         raise ValueError("no host candidate in the server's description")
     return match.group(1), int(match.group(2))
+
+
+def _tcp_candidate(sdp: str) -> tuple[str, int]:
+    match = re.search(r"a=candidate:\S+ 1 tcp \d+ (\S+) (\d+) typ host tcptype passive", sdp)
+    if match is None:
+        raise ValueError("no passive ICE-TCP candidate in the server's description")
+    return match.group(1), int(match.group(2))
+
+
+class FramedTcpSocket:
+    """The client end of an ICE-TCP connection (RFC 4571 framing) with the interface Link uses
+    of a UdpBatchSocket: sendto() frames a datagram, start() delivers received frames in
+    batches, as (data, remote) pairs."""
+
+    def __init__(self, remote: tuple[str, int]) -> None:
+        self.remote = remote
+        self._sock = socket.create_connection(remote, timeout=5)
+        self._sock.setblocking(False)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._buffer = bytearray()
+        self._pending = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback: Callable[[list[tuple[bytes, tuple[str, int]]]], None] | None = None
+        self.closed = False
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        callback: Callable[[list[tuple[bytes, tuple[str, int]]]], None],
+    ) -> None:
+        self._loop = loop
+        self._callback = callback
+        loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            chunk = self._sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.close()
+            return
+        buffer = self._buffer
+        buffer += chunk
+        frames = []
+        pos = 0
+        while len(buffer) - pos >= 2:
+            size = (buffer[pos] << 8) | buffer[pos + 1]
+            if len(buffer) - pos - 2 < size:
+                break
+            frames.append((bytes(buffer[pos + 2 : pos + 2 + size]), self.remote))
+            pos += 2 + size
+        del buffer[:pos]
+        if frames and self._callback is not None:
+            self._callback(frames)
+
+    def sendto(self, data: bytes, _remote: tuple[str, int]) -> int:
+        self._pending += struct.pack("!H", len(data)) + data
+        self._flush()
+        return len(data)
+
+    def _flush(self) -> None:
+        if self.closed or not self._pending:
+            return
+        try:
+            sent = self._sock.send(self._pending)
+        except BlockingIOError:
+            sent = 0
+        del self._pending[:sent]
+        if self._pending and self._loop is not None:
+            self._loop.add_writer(self._sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(self._sock.fileno())
+        self._flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.remove_writer(self._sock.fileno())
+        self._sock.close()
 
 
 def _attr(sdp: str, name: str) -> str:
@@ -274,10 +364,11 @@ class BenchPeer:
             ]  # fmt: skip
         return "\r\n".join(lines) + "\r\n"
 
-    async def answer_next_offer(self, setup: str = "active") -> Link:
+    async def answer_next_offer(self, setup: str = "active", *, tcp: bool = False) -> Link:
         """Answer the server's offer for the receive transport; returns the connected link.
 
-        ``setup="passive"`` makes this peer the DTLS server (the server is then the client).
+        ``setup="passive"`` makes this peer the DTLS server (the server is then the client);
+        ``tcp``: connect to the server's passive ICE-TCP candidate instead of UDP.
         """
         offer = await asyncio.wait_for(self.offers.get(), 15)
         sdp: str = offer["sdp"]
@@ -287,7 +378,7 @@ class BenchPeer:
             {"sdp": self._answer(sdp, ufrag, pwd, setup), "revision": offer["revision"]},
         )
         role = DtlsRole.SERVER if setup == "passive" else DtlsRole.CLIENT
-        link = await Link.open(self, sdp, ufrag, pwd, role)
+        link = await Link.open(self, sdp, ufrag, pwd, role, tcp=tcp)
         self.links.append(link)
         return link
 
@@ -330,8 +421,10 @@ class Link:
         ufrag: str,
         pwd: str,
         role: DtlsRole = DtlsRole.CLIENT,
+        *,
+        tcp: bool = False,
     ) -> None:
-        self.remote = _candidate(remote_sdp)
+        self.remote = _tcp_candidate(remote_sdp) if tcp else _candidate(remote_sdp)
         if peer.loopback_only and not _is_loopback(self.remote[0]):
             raise ValueError(
                 f"the server's ICE candidate {self.remote[0]} is not a loopback address: "
@@ -341,7 +434,11 @@ class Link:
         self.remote_ufrag = _attr(remote_sdp, "ice-ufrag")
         self.remote_pwd = _attr(remote_sdp, "ice-pwd")
         self.ufrag, self.pwd = ufrag, pwd
-        self.sock = _core.UdpBatchSocket("127.0.0.1", 0, recv_buffer=4 << 20, send_buffer=4 << 20)
+        self.sock: _core.UdpBatchSocket | FramedTcpSocket = (
+            FramedTcpSocket(self.remote)
+            if tcp
+            else _core.UdpBatchSocket("127.0.0.1", 0, recv_buffer=4 << 20, send_buffer=4 << 20)
+        )
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.outbound: _core.SrtpSession | None = None
         self.inbound: _core.SrtpSession | None = None
@@ -370,6 +467,13 @@ class Link:
             lambda: None,
         )
 
+    @property
+    def udp(self) -> _core.UdpBatchSocket:
+        """The link's UDP socket (not for a link over ICE-TCP)."""
+        if not isinstance(self.sock, _core.UdpBatchSocket):
+            raise TypeError("this link runs over ICE-TCP")
+        return self.sock
+
     def _send(self, data: bytes) -> None:
         self.sock.sendto(data, self.remote)
 
@@ -381,8 +485,10 @@ class Link:
         ufrag: str,
         pwd: str,
         role: DtlsRole = DtlsRole.CLIENT,
+        *,
+        tcp: bool = False,
     ) -> Link:
-        link = cls(peer, remote_sdp, ufrag, pwd, role)
+        link = cls(peer, remote_sdp, ufrag, pwd, role, tcp=tcp)
         link.sock.start(asyncio.get_running_loop(), link._datagrams)
         link._consent = asyncio.create_task(link._keep_consent())
         await asyncio.wait_for(link.connected, 15)

@@ -93,6 +93,7 @@ class Transport(Emitter):
     forgets it on ``close``."""
 
     kind = "transport"
+    ice_restarts = 0  # WebRtcTransport counts its own
 
     def __init__(
         self,
@@ -491,10 +492,21 @@ class Transport(Emitter):
 
     # ---- end ----
 
+    def counters(self) -> Counter[str]:
+        """Totals for the metrics, kept by the worker when this transport closes."""
+        out: Counter[str] = Counter()
+        bwe = self.estimator
+        if bwe is not None:
+            out["bwe_overuses"] = bwe.overuses
+            out["bwe_probes"] = bwe.probes
+        out["ice_restarts"] = self.ice_restarts
+        return out
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.worker.closed_totals.update(self.counters())
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):

@@ -33,6 +33,7 @@ from mediasrv.media_server import MediaServer
 
 KINDS = ("audio", "video")
 RTT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+ESTIMATE_BOUNDS = (100e3, 250e3, 500e3, 1e6, 2e6, 4e6, 8e6)
 JITTER_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 LOOP_LAG_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -137,6 +138,8 @@ class ServerCollector(Collector):
             totals.update(producer.counters())
         for consumer in consumers:
             totals.update(consumer.counters())
+        for transport in transports:
+            totals.update(transport.counters())
         for direction, prefix, help_text in (
             ("received", "mediasrv_rtp_received", "RTP from publishers"),
             ("forwarded", "mediasrv_rtp_forwarded", "RTP copies forwarded to consumers"),
@@ -164,6 +167,9 @@ class ServerCollector(Collector):
             ("mediasrv_keyframe_requests", "keyframe_requests", "PLIs sent to publishers"),
             ("mediasrv_pli_received", "pli_received", "Keyframe requests from subscribers"),
             ("mediasrv_layer_switches", "layer_switches", "Simulcast layer switches"),
+            ("mediasrv_bandwidth_overuses", "bwe_overuses", "Delay-based overuse detections"),
+            ("mediasrv_bandwidth_probes", "bwe_probes", "Bandwidth probes with a result"),
+            ("mediasrv_ice_restarts", "ice_restarts", "ICE restarts completed"),
         ):
             yield _counter(name, help_text, float(totals[key]))
         planes = [w.plane for w in server.workers if w.plane is not None]
@@ -227,6 +233,16 @@ class ServerCollector(Collector):
             "Round-trip times of the consumers now (from receiver reports)",
             RTT_BOUNDS,
             [c.rtt_ms / 1000 for c in consumers if c.rtt_ms is not None],
+        )
+        yield _gauge_histogram(
+            "mediasrv_bandwidth_estimate_bits",
+            "Send-side bandwidth estimates of the subscribers now (transport-cc), bit/s",
+            ESTIMATE_BOUNDS,
+            [
+                float(t.estimator.estimate)
+                for t in transports
+                if t.estimator is not None and t.estimator.feedbacks
+            ],
         )
         yield _gauge_histogram(
             "mediasrv_jitter_seconds",
