@@ -101,6 +101,8 @@ bench: build
 		--benchmark-sort=name --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(PY) -m bench.report .benchmarks/latest.json
 	$(PY) -m bench.server_bench --subscribers 1,10,50,100 --seconds 5 --json .benchmarks/server.json
+	$(PY) -m bench.server_bench --subscribers 10,50,100 --seconds 5 --modes simple,tcp,simple,tcp --json .benchmarks/server_tcp.json
+	$(VENV)/bin/pytest tests/e2e/test_networks_browser.py -s -q -p no:cacheprovider
 	$(PY) -m bench.recording_bench --subscribers 1,10 --seconds 8 --rounds 6 --json .benchmarks/recording.json
 	$(PY) -m bench.loadgen --rooms 2 --publishers 1 --ramp 1,5,10,20 --seconds 5 --no-progress --json .benchmarks/loadgen.json --plot .benchmarks/loadgen.png
 	$(PY) -m bench.saturation --processes 1,2 --json .benchmarks/saturation.json

@@ -10,7 +10,7 @@ from bench.server_bench import run
 
 
 def test_whole_server_forwarding_smoke() -> None:
-    results = uvloop.run(run([1, 5], seconds=1.0, modes=("simple", "simulcast")))
+    results = uvloop.run(run([1, 5], seconds=1.0, modes=("simple", "simulcast", "tcp")))
     for result in results:
         assert result.forwarded_pps > 0.8 * result.rate_pps * result.subscribers, result
         assert result.loss < 0.02, result
