@@ -44,6 +44,7 @@ class SimulcastConsumer(Consumer):
         # cover it (the transport probes for it)
         self.probe_wanted = 0.0
         self.probe_top = 0.0  # ... and of the highest layer wanted
+        self._switch_down_at: float | None = None  # a switch down waits for its keyframe
         self.plane.set_vp8_continuity(self.producer.codec.name == "VP8")
         for stream in self.producer.layers.values():
             if stream is not self.plane.stream:
@@ -85,14 +86,7 @@ class SimulcastConsumer(Consumer):
             return self._allocate_estimated(budget, now, overused)
         if not self.started or self.closed:
             return 0.0
-        producer = self.producer
-        known = sorted(producer.layers)
-        active = [layer for layer in producer.active_layers() if layer in producer.layers]
-        if not active:
-            active = known
-        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
-        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
-        rates = dict(producer.layer_bitrates)
+        known, ceiling, allowed, rates = self._layer_options()
         sent = self._measure_sent(now)
         current = self.target_layer
         in_grace = now - self._raised_at < self.GRACE
@@ -128,16 +122,7 @@ class SimulcastConsumer(Consumer):
                     self._raised_at = now
                 else:
                     choice = current
-        # a subscriber that cannot carry even the lowest layer gets its base temporal layer
-        starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
-        preferred_t = self.preferred_temporal_layer
-        self._apply_temporal(
-            0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
-        )
-        self.desired_layer = desired
-        self._set_target(choice)
-        self._note_switches()
-        return float(rates.get(self.target_layer or 0, 0))
+        return self._apply(choice, desired, congested, budget, allowed, rates)
 
     def _allocate_estimated(self, budget: float, now: float, overused: bool) -> float:
         """The policy with a send-side estimate: down at once to the highest layer that fits
@@ -146,14 +131,7 @@ class SimulcastConsumer(Consumer):
         probe when the next layer does not fit."""
         if not self.started or self.closed:
             return 0.0
-        producer = self.producer
-        known = sorted(producer.layers)
-        active = [layer for layer in producer.active_layers() if layer in producer.layers]
-        if not active:
-            active = known
-        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
-        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
-        rates = dict(producer.layer_bitrates)
+        known, ceiling, allowed, rates = self._layer_options()
         sent = self._measure_sent(now)
         current = self.target_layer
         congested = (
@@ -171,6 +149,9 @@ class SimulcastConsumer(Consumer):
             ]
             choice = max(fitting) if fitting else min(allowed)
             self._calm_since = now
+            if choice < current:
+                # until the lower layer's keyframe comes, half the frames of this one
+                self._switch_down_at = now
         elif current > desired:
             choice = max(layer for layer in allowed if layer <= desired)
         else:
@@ -188,11 +169,45 @@ class SimulcastConsumer(Consumer):
                 if higher:
                     self.probe_wanted = float(rates.get(min(higher), 0))
                     self.probe_top = float(rates.get(max(higher), 0))
+        return self._apply(choice, desired, congested, budget, allowed, rates)
+
+    def _layer_options(self) -> tuple[list[int], int, list[int], dict[int, int]]:
+        """The layers known, the highest wanted, those that may be chosen (active at the
+        publisher and not above the preference) and each layer's bit rate."""
+        producer = self.producer
+        known = sorted(producer.layers)
+        active = [layer for layer in producer.active_layers() if layer in producer.layers]
+        if not active:
+            active = known
+        ceiling = self.preferred_layer if self.preferred_layer is not None else max(known)
+        allowed = [layer for layer in active if layer <= ceiling] or [min(active)]
+        return known, ceiling, allowed, dict(producer.layer_bitrates)
+
+    def _apply(
+        self,
+        choice: int,
+        desired: int,
+        congested: bool,
+        budget: float,
+        allowed: list[int],
+        rates: dict[int, int],
+    ) -> float:
+        """Switch to the layer chosen; a subscriber that cannot carry even the lowest layer
+        gets its base temporal layer. What the layer costs (bit/s)."""
         starved = congested and choice == min(allowed) and rates.get(choice, 0) > budget
         preferred_t = self.preferred_temporal_layer
-        self._apply_temporal(
-            0 if starved and (preferred_t is None or preferred_t > 0) else preferred_t
+        switching_down = self._switch_down_at is not None and (
+            self.plane.target is not None or choice != self.target_layer
         )
+        temporal: int | None
+        if starved:
+            temporal = 0 if preferred_t is None or preferred_t > 0 else preferred_t
+        elif switching_down:
+            temporal = 1 if preferred_t is None or preferred_t > 1 else preferred_t
+        else:
+            self._switch_down_at = None
+            temporal = preferred_t
+        self._apply_temporal(temporal)
         self.desired_layer = desired
         self._set_target(choice)
         self._note_switches()

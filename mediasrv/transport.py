@@ -33,15 +33,15 @@ NACK_TICK = 0.02  # the worker calls tick_nack every 20 ms
 FEEDBACK_TICKS = 3  # transport-cc feedback to a publisher every 60 ms
 # probes: padding for PROBE_TICKS ticks at the rate a higher layer needs, at most every
 # PROBE_INTERVAL seconds (backing off to PROBE_INTERVAL_MAX while they fail)
-PROBE_TICKS = 3
+PROBE_TICKS = 4
 PROBE_PACKET = 260  # bytes on the wire of a padding packet
 PROBE_MAX_PACKETS = 40  # per tick
 PROBE_INTERVAL = 2.0
-PROBE_INTERVAL_MAX = 5.0
+PROBE_INTERVAL_MAX = 4.0
 PROBE_ECHO = 0.5  # seconds after a probe in which an overuse is its own queue, not a reason to
 # move down a layer (the estimate still falls)
 PROBE_AFTER_SUCCESS = 0.5  # the next probe after one that found the rate it looked for
-PROBE_HEADROOM = 1.2  # a probe asks for this much more than the layer needs
+PROBE_HEADROOM = 1.5  # a probe asks for this much more than the layer needs (its result is noisy)
 AUDIO_RESERVE = 48_000  # bit/s kept for each audio consumer before video gets any
 STARVED_ALLOCATIONS = 3  # allocations (0.5 s apart) that could not carry video before its pause
 
@@ -128,6 +128,7 @@ class Transport(Emitter):
         self._probes_seen = 0
         self._probe_found = False  # the last probe got through at the rate it asked
         self._probe_ended = -1e9
+        self._probe_need = 0.0
         self._feedback_ticks = 0
         self._starved = 0  # allocations in a row whose budget could not carry the video
         self.rtcp_errors = 0
@@ -286,10 +287,11 @@ class Transport(Emitter):
             return float(bwe.estimate)
         return float(self.remb_bitrate) if self.remb_bitrate else None
 
-    def probe(self, bitrate: float, now: float) -> bool:
+    def probe(self, bitrate: float, now: float, need: float | None = None) -> bool:
         """Send padding for PROBE_TICKS timer ticks so that this subscriber receives about
-        `bitrate` in all: the estimator measures whether the path carries it. False when a
-        probe runs or ran less than the probe interval ago."""
+        `bitrate` in all: the estimator measures whether the path carries it (`need`, default
+        the whole bitrate: what counts as found). False when a probe runs or ran less than
+        the probe interval ago."""
         bwe = self.estimator
         if bwe is None or self._probe_ticks or now < self._next_probe or not self.connected:
             return False
@@ -300,6 +302,7 @@ class Transport(Emitter):
         if padder is None:
             return False
         self._probe_bitrate = bitrate
+        self._probe_need = bitrate if need is None else need
         self._probe_ticks = PROBE_TICKS
         self._probe_padder = padder
         bwe.start_probe()
@@ -323,7 +326,7 @@ class Transport(Emitter):
         elif bwe.probes != self._probes_seen:
             # a probe's result came: toward the rate asked for, probe again soon; else back off
             self._probes_seen = bwe.probes
-            self._probe_found = bwe.last_probe >= 0.9 * self._probe_bitrate
+            self._probe_found = bwe.last_probe >= self._probe_need
             if self._probe_found:
                 self._probe_interval = PROBE_INTERVAL
                 self._next_probe = min(self._next_probe, now + PROBE_AFTER_SUCCESS)
@@ -334,8 +337,13 @@ class Transport(Emitter):
         """Ask publishers for the packets the data plane found missing, again for the
         keyframes that consumers still wait for, and for a first keyframe of a stream that
         has not shown one; send transport-cc feedback and probes."""
-        if self.estimator is not None:
-            self._tick_probe(time.monotonic())
+        bwe = self.estimator
+        if bwe is not None:
+            now = time.monotonic()
+            self._tick_probe(now)
+            if bwe.overuses != self._overuses_seen and bwe.feedbacks >= BWE_WARMUP_FEEDBACKS:
+                # the path is overused: move down now, not at the next allocation
+                self.allocate_layers(now)
         if not self.producers or not self.connected:
             return
         if self.plane.transport_feedback is not None:
@@ -468,7 +476,8 @@ class Transport(Emitter):
                     probe_wanted = max(probe_wanted, wanted - used)
                 budget -= used
         if estimated and probe_wanted > 0 and bwe is not None:
-            self.probe(bwe.acknowledged_bitrate + probe_wanted * PROBE_HEADROOM, now)
+            acked = bwe.acknowledged_bitrate
+            self.probe(acked + probe_wanted * PROBE_HEADROOM, now, need=acked + probe_wanted)
 
     def _pause_starved(self, video: list[Consumer], budget: float) -> float:
         """Pause the video of a subscriber whose estimate has not carried it beside its audio

@@ -4,7 +4,9 @@ relay-only policy, over TURN/TCP and TURN/TLS through a real coturn; media decod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -113,6 +115,18 @@ def test_relay_only_pages_join_through_coturn_over_tcp_and_tls(scheme: str) -> N
         run(body)
 
 
+@contextlib.asynccontextmanager
+async def impaired_harness() -> AsyncIterator[tuple[Harness, ImpairedPath]]:
+    """A harness and an impaired path in front of its worker's UDP port."""
+    async with harness() as h:
+        worker = h.server.workers[0]
+        path = await ImpairedPath.start((worker.config.listen_ip, worker.port))
+        try:
+            yield h, path
+        finally:
+            path.close()
+
+
 async def through(path: ImpairedPath, h: Harness, name: str) -> BrowserPeer:
     """A page whose UDP to the server goes through the impaired path (and has no TCP)."""
     peer = await h.new_peer(name)
@@ -149,44 +163,39 @@ async def resumed(peer: BrowserPeer, sender: BrowserPeer, limit: float) -> float
 
 def test_a_network_change_mid_visit_is_survived_by_ice_restart_without_a_new_join() -> None:
     async def body() -> None:
-        async with harness() as h:
-            worker = h.server.workers[0]
-            path = await ImpairedPath.start((worker.config.listen_ip, worker.port))
-            try:
-                client = await through(path, h, "client")
-                await client.join(h.http_url, "visit")
-                nurse = await h.new_peer("nurse")
-                await nurse.join(h.http_url, "visit")
-                await asyncio.gather(expect_media(client, [nurse]), expect_media(nurse, [client]))
-                peer_ids = set(h.server.rooms["visit"].peers)
-                # the client's network changes: its addresses go dark, new ones would pass
-                cut = time.monotonic()
-                assert path.block_current() >= 2
-                restart = await poll_restart(client)
-                detected = time.monotonic() - cut
-                restarted = time.monotonic()
-                waits = await asyncio.gather(resumed(client, nurse, 10), resumed(nurse, client, 10))
-                recovery = time.monotonic() - restarted
-                print(f"ICE restart: detected {detected:.2f} s after the cut ({restart}), "
-                      f"media both ways {recovery:.2f} s after the restart")  # fmt: skip
-                assert recovery <= 2.0, (detected, waits)
-                assert set(h.server.rooms["visit"].peers) == peer_ids
-                # the nurse joined after the client: any peerJoined or peerLeft would be news
-                events = await nurse.eval("() => window.events.map((e) => e[0])")
-                assert "peerLeft" not in events and "peerJoined" not in events, events
-                events = await client.eval("() => window.events.map((e) => e[0])")
-                assert events.count("peerJoined") == 1 and "peerLeft" not in events, events
-                assert "disconnected" not in events and "close" not in events, events
-                client_peer = h.server.rooms["visit"].peers[client.peer_id]
-                restarts = await client.eval(
-                    "() => window.events.filter((e) => e[0] === 'iceRestart').map((e) => e[1])"
-                )
-                print(f"restarts: {restarts}")
-                assert client_peer.send_transport.ice_restarts == len(restarts)
-                assert client_peer.recv_transport is not None
-                assert client_peer.recv_transport.ice_restarts == len(restarts)
-            finally:
-                path.close()
+        async with impaired_harness() as (h, path):
+            client = await through(path, h, "client")
+            await client.join(h.http_url, "visit")
+            nurse = await h.new_peer("nurse")
+            await nurse.join(h.http_url, "visit")
+            await asyncio.gather(expect_media(client, [nurse]), expect_media(nurse, [client]))
+            peer_ids = set(h.server.rooms["visit"].peers)
+            # the client's network changes: its addresses go dark, new ones would pass
+            cut = time.monotonic()
+            assert path.block_current() >= 2
+            restart = await poll_restart(client)
+            detected = time.monotonic() - cut
+            restarted = time.monotonic()
+            waits = await asyncio.gather(resumed(client, nurse, 10), resumed(nurse, client, 10))
+            recovery = time.monotonic() - restarted
+            print(f"ICE restart: detected {detected:.2f} s after the cut ({restart}), "
+                  f"media both ways {recovery:.2f} s after the restart")  # fmt: skip
+            assert recovery <= 2.0, (detected, waits)
+            assert set(h.server.rooms["visit"].peers) == peer_ids
+            # the nurse joined after the client: any peerJoined or peerLeft would be news
+            events = await nurse.eval("() => window.events.map((e) => e[0])")
+            assert "peerLeft" not in events and "peerJoined" not in events, events
+            events = await client.eval("() => window.events.map((e) => e[0])")
+            assert events.count("peerJoined") == 1 and "peerLeft" not in events, events
+            assert "disconnected" not in events and "close" not in events, events
+            client_peer = h.server.rooms["visit"].peers[client.peer_id]
+            restarts = await client.eval(
+                "() => window.events.filter((e) => e[0] === 'iceRestart').map((e) => e[1])"
+            )
+            print(f"restarts: {restarts}")
+            assert client_peer.send_transport.ice_restarts == len(restarts)
+            assert client_peer.recv_transport is not None
+            assert client_peer.recv_transport.ice_restarts == len(restarts)
 
     run(body)
 
@@ -246,64 +255,57 @@ def test_media_under_loss_and_delay_against_a_clean_page_in_the_same_room(loss: 
     flowing."""
 
     async def body() -> None:
-        async with harness() as h:
-            worker = h.server.workers[0]
-            path = await ImpairedPath.start((worker.config.listen_ip, worker.port))
-            try:
-                nurse = await h.new_peer("nurse")
-                await nurse.join(h.http_url, "lossy")
-                clean = await h.new_peer("clean")
-                await clean.join(h.http_url, "lossy", publish=False)
-                lossy = await through(path, h, "lossy")
-                await lossy.join(h.http_url, "lossy", publish=False)
-                await asyncio.gather(expect_media(clean, [nurse]), expect_media(lossy, [nurse]))
-                for rule in (path.up, path.down):
-                    rule.loss, rule.delay, rule.jitter = loss, 0.080, 0.020
-                await asyncio.sleep(2)  # past the first repairs and the jitter buffer's growth
-                before = await asyncio.gather(inbound(clean, nurse), inbound(lossy, nurse))
-                await asyncio.sleep(8)
-                after = await asyncio.gather(inbound(clean, nurse), inbound(lossy, nurse))
-                clean_frames = delta(after[0], before[0], "video", "framesDecoded")
-                lossy_frames = delta(after[1], before[1], "video", "framesDecoded")
-                lossy_audio = delta(after[1], before[1], "audio", "packetsReceived")
-                clean_audio = delta(after[0], before[0], "audio", "packetsReceived")
-                nacks = delta(after[1], before[1], "video", "nackCount")
-                samples = delta(after[1], before[1], "audio", "totalSamplesReceived")
-                concealed = delta(after[1], before[1], "audio", "concealedSamples") / max(
-                    samples, 1
-                )
-                red_in = sum(
-                    p.stream.red_packets
-                    for p in h.server.rooms["lossy"].router.producers.values()
-                    if p.kind == "audio"
-                )
-                retransmitted = sum(
-                    c.plane.retransmitted
-                    for p in h.server.rooms["lossy"].peers.values()
-                    if p.id == lossy.peer_id and p.recv_transport is not None
-                    for c in p.recv_transport.consumers.values()
-                )
-                lossy_transport = h.server.rooms["lossy"].peers[lossy.peer_id].recv_transport
-                assert lossy_transport is not None
-                bwe = lossy_transport.estimator
-                assert bwe is not None, "Chromium negotiates transport-cc"
-                print(f"loss {loss:.0%}: video {lossy_frames:.0f}/{clean_frames:.0f} frames, "
-                      f"audio {lossy_audio:.0f}/{clean_audio:.0f} packets, {nacks:.0f} NACKs, "
-                      f"{retransmitted} retransmitted, dropped up {path.up.lost} "
-                      f"down {path.down.lost}; estimate {bwe.estimate / 1000:.0f} kbit/s "
-                      f"(loss {bwe.loss_fraction:.1%}, {bwe.overuses} overuses); audio "
-                      f"concealed {concealed:.1%} with {red_in} RED packets in")  # fmt: skip
-                assert path.down.lost > 0 and path.up.lost > 0
-                assert nacks > 0 and retransmitted > 0
-                assert clean_frames > 50
-                if loss <= 0.05:
-                    assert lossy_frames >= 0.8 * clean_frames, (lossy_frames, clean_frames)
-                else:
-                    # speech goes on: most audio packets arrive (FEC and RED cover the rest)
-                    assert lossy_audio >= 0.75 * clean_audio, (lossy_audio, clean_audio)
-                    assert lossy_frames > 0
-            finally:
-                path.close()
+        async with impaired_harness() as (h, path):
+            nurse = await h.new_peer("nurse")
+            await nurse.join(h.http_url, "lossy")
+            clean = await h.new_peer("clean")
+            await clean.join(h.http_url, "lossy", publish=False)
+            lossy = await through(path, h, "lossy")
+            await lossy.join(h.http_url, "lossy", publish=False)
+            await asyncio.gather(expect_media(clean, [nurse]), expect_media(lossy, [nurse]))
+            for rule in (path.up, path.down):
+                rule.loss, rule.delay, rule.jitter = loss, 0.080, 0.020
+            await asyncio.sleep(2)  # past the first repairs and the jitter buffer's growth
+            before = await asyncio.gather(inbound(clean, nurse), inbound(lossy, nurse))
+            await asyncio.sleep(8)
+            after = await asyncio.gather(inbound(clean, nurse), inbound(lossy, nurse))
+            clean_frames = delta(after[0], before[0], "video", "framesDecoded")
+            lossy_frames = delta(after[1], before[1], "video", "framesDecoded")
+            lossy_audio = delta(after[1], before[1], "audio", "packetsReceived")
+            clean_audio = delta(after[0], before[0], "audio", "packetsReceived")
+            nacks = delta(after[1], before[1], "video", "nackCount")
+            samples = delta(after[1], before[1], "audio", "totalSamplesReceived")
+            concealed = delta(after[1], before[1], "audio", "concealedSamples") / max(samples, 1)
+            red_in = sum(
+                p.stream.red_packets
+                for p in h.server.rooms["lossy"].router.producers.values()
+                if p.kind == "audio"
+            )
+            retransmitted = sum(
+                c.plane.retransmitted
+                for p in h.server.rooms["lossy"].peers.values()
+                if p.id == lossy.peer_id and p.recv_transport is not None
+                for c in p.recv_transport.consumers.values()
+            )
+            lossy_transport = h.server.rooms["lossy"].peers[lossy.peer_id].recv_transport
+            assert lossy_transport is not None
+            bwe = lossy_transport.estimator
+            assert bwe is not None, "Chromium negotiates transport-cc"
+            print(f"loss {loss:.0%}: video {lossy_frames:.0f}/{clean_frames:.0f} frames, "
+                  f"audio {lossy_audio:.0f}/{clean_audio:.0f} packets, {nacks:.0f} NACKs, "
+                  f"{retransmitted} retransmitted, dropped up {path.up.lost} "
+                  f"down {path.down.lost}; estimate {bwe.estimate / 1000:.0f} kbit/s "
+                  f"(loss {bwe.loss_fraction:.1%}, {bwe.overuses} overuses); audio "
+                  f"concealed {concealed:.1%} with {red_in} RED packets in")  # fmt: skip
+            assert path.down.lost > 0 and path.up.lost > 0
+            assert nacks > 0 and retransmitted > 0
+            assert clean_frames > 50
+            if loss <= 0.05:
+                assert lossy_frames >= 0.8 * clean_frames, (lossy_frames, clean_frames)
+            else:
+                # speech goes on: most audio packets arrive (FEC and RED cover the rest)
+                assert lossy_audio >= 0.75 * clean_audio, (lossy_audio, clean_audio)
+                assert lossy_frames > 0
 
     run(body)
 
@@ -348,48 +350,43 @@ def test_a_capped_downlink_moves_that_subscriber_down_a_layer_and_back_up_when_l
     keeps the top layer; 10 s after the cap lifts the capped one is on the top layer again."""
 
     async def body() -> None:
-        async with harness() as h:
-            worker = h.server.workers[0]
-            path = await ImpairedPath.start((worker.config.listen_ip, worker.port))
-            try:
-                nurse = await h.new_peer("nurse")
-                await nurse.join(h.http_url, "cap", publish=False)
-                await nurse.eval(PUBLISH_SIMULCAST_JS)
-                free = await h.new_peer("free")
-                await free.join(h.http_url, "cap", publish=False)
-                capped = await through(path, h, "capped")
-                await capped.join(h.http_url, "cap", publish=False)
-                for page in (free, capped):
-                    await until_layer(h, "cap", page, lambda layer: layer == 2, 20, "top layer")
-                before = await inbound(capped, nurse)
-                path.down.rate = 400_000
-                path.down.queue = 0.3
-                down_in = await until_layer(
-                    h, "cap", capped, lambda layer: layer is not None and layer < 2, 5, "down"
-                )
-                await asyncio.sleep(5)
-                capped_layer = video_layer(h, "cap", capped)
-                after = await inbound(capped, nurse)
-                freezes = delta(after, before, "video", "freezeCount")
-                free_layer = video_layer(h, "cap", free)
-                capped_transport = h.server.rooms["cap"].peers[capped.peer_id].recv_transport
-                assert capped_transport is not None
-                bwe = capped_transport.estimator
-                assert bwe is not None, "Chromium negotiates transport-cc"
-                capped_estimate = bwe.estimate
-                path.down.rate = 0
-                up_in = await until_layer(h, "cap", capped, lambda layer: layer == 2, 10, "up")
-                print(f"cap 400 kbit/s: down a layer in {down_in:.1f} s (to {capped_layer}), "
-                      f"{freezes:.0f} freezes, the free page on {free_layer}; "
-                      f"back on top {up_in:.1f} s after the cap lifted; "
-                      f"{path.down.overflowed} dropped at the cap; estimate under the cap "
-                      f"{capped_estimate / 1000:.0f} kbit/s, {bwe.overuses} overuses, "
-                      f"{bwe.probes} probes")  # fmt: skip
-                assert capped_layer is not None and capped_layer < 2
-                assert capped_estimate < 450_000 and bwe.overuses >= 1
-                assert freezes <= 2, freezes
-                assert free_layer == 2
-            finally:
-                path.close()
+        async with impaired_harness() as (h, path):
+            nurse = await h.new_peer("nurse")
+            await nurse.join(h.http_url, "cap", publish=False)
+            await nurse.eval(PUBLISH_SIMULCAST_JS)
+            free = await h.new_peer("free")
+            await free.join(h.http_url, "cap", publish=False)
+            capped = await through(path, h, "capped")
+            await capped.join(h.http_url, "cap", publish=False)
+            for page in (free, capped):
+                await until_layer(h, "cap", page, lambda layer: layer == 2, 20, "top layer")
+            before = await inbound(capped, nurse)
+            path.down.rate = 400_000
+            path.down.queue = 0.3
+            down_in = await until_layer(
+                h, "cap", capped, lambda layer: layer is not None and layer < 2, 5, "down"
+            )
+            await asyncio.sleep(5)
+            capped_layer = video_layer(h, "cap", capped)
+            after = await inbound(capped, nurse)
+            freezes = delta(after, before, "video", "freezeCount")
+            free_layer = video_layer(h, "cap", free)
+            capped_transport = h.server.rooms["cap"].peers[capped.peer_id].recv_transport
+            assert capped_transport is not None
+            bwe = capped_transport.estimator
+            assert bwe is not None, "Chromium negotiates transport-cc"
+            capped_estimate = bwe.estimate
+            path.down.rate = 0
+            up_in = await until_layer(h, "cap", capped, lambda layer: layer == 2, 10, "up")
+            print(f"cap 400 kbit/s: down a layer in {down_in:.1f} s (to {capped_layer}), "
+                  f"{freezes:.0f} freezes, the free page on {free_layer}; "
+                  f"back on top {up_in:.1f} s after the cap lifted; "
+                  f"{path.down.overflowed} dropped at the cap; estimate under the cap "
+                  f"{capped_estimate / 1000:.0f} kbit/s, {bwe.overuses} overuses, "
+                  f"{bwe.probes} probes")  # fmt: skip
+            assert capped_layer is not None and capped_layer < 2
+            assert capped_estimate < 450_000 and bwe.overuses >= 1
+            assert freezes <= 2, freezes
+            assert free_layer == 2
 
     run(body)
