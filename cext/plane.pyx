@@ -466,8 +466,8 @@ cdef class PlaneConsumer:
         cdef int po
         cdef int plen
         if self.closed or plane is None or stream._cache is None or not self._synced \
-                or not self.transport.ready:
-            return 0
+                or not self.transport.ready or self.paused:
+            return 0    # paused: repairs would only crowd out what still flows (audio)
         cdef uint16_t out_seq
         cdef int index
         cdef int64_t tcc

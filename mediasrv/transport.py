@@ -459,8 +459,12 @@ class Transport(Emitter):
         budget = estimate if estimate is not None else float("inf")
         probe_wanted = 0.0
         if estimated:
-            audio = sum(1 for c in self.consumers.values() if c.kind == "audio" and not c.paused)
-            budget -= AUDIO_RESERVE * audio
+            # audio first: what each audio stream takes (RED doubles Opus), at least the reserve
+            budget -= sum(
+                max(AUDIO_RESERVE, 1.2 * c.producer.layer_bitrates.get(0, 0))
+                for c in self.consumers.values()
+                if c.kind == "audio" and not c.paused
+            )
             probe_wanted = self._pause_starved(video, budget)
         for consumer in video:
             if not isinstance(consumer, SimulcastConsumer):

@@ -390,3 +390,52 @@ def test_a_capped_downlink_moves_that_subscriber_down_a_layer_and_back_up_when_l
             assert free_layer == 2
 
     run(body)
+
+
+def test_a_downlink_too_thin_for_video_pauses_the_video_and_keeps_the_audio() -> None:
+    """A subscriber capped at 200 kbit/s (Opus with RED takes about 100, headers included):
+    its estimate cannot carry the video beside the audio, so the server pauses that
+    subscriber's video (not the audio, which keeps arriving in full); when the cap lifts, a
+    probe finds room and the video resumes."""
+
+    async def body() -> None:
+        async with impaired_harness() as (h, path):
+            nurse = await h.new_peer("nurse")
+            await nurse.join(h.http_url, "thin")
+            thin = await through(path, h, "thin")
+            await thin.join(h.http_url, "thin", publish=False)
+            await expect_media(thin, [nurse])
+            transport = h.server.rooms["thin"].peers[thin.peer_id].recv_transport
+            assert transport is not None
+            video = next(c for c in transport.consumers.values() if c.kind == "video")
+            path.down.rate = 200_000
+            path.down.queue = 0.3
+            start = time.monotonic()
+            while not video.bwe_paused:
+                assert time.monotonic() - start < 10, "the video was not paused"
+                await asyncio.sleep(0.1)
+            paused_in = time.monotonic() - start
+            await asyncio.sleep(1)
+            before = await inbound(thin, nurse)
+            await asyncio.sleep(4)
+            after = await inbound(thin, nurse)
+            assert transport.estimator is not None
+            paused_estimate = transport.estimator.estimate
+            audio = delta(after, before, "audio", "packetsReceived")
+            frames = delta(after, before, "video", "framesDecoded")
+            path.down.rate = 0
+            start = time.monotonic()
+            while video.bwe_paused:
+                assert time.monotonic() - start < 15, "the video did not resume"
+                await asyncio.sleep(0.1)
+            resumed_in = time.monotonic() - start
+            resumed_frames = await resumed(thin, nurse, 10)
+            print(f"cap 200 kbit/s: video paused {paused_in:.1f} s after the cap, audio "
+                  f"{audio / 4:.0f} packets/s and {frames:.0f} video frames in 4 s while paused; "
+                  f"resumed {resumed_in:.1f} s after the cap lifted, decoding "
+                  f"{resumed_frames:.1f} s later; estimate while paused "
+                  f"{paused_estimate / 1000:.0f} kbit/s")  # fmt: skip
+            assert audio >= 0.8 * 50 * 4, audio  # Opus at 20 ms: 50 packets/s
+            assert frames <= 2
+
+    run(body)
