@@ -129,6 +129,7 @@ class Transport(Emitter):
         self._probe_found = False  # the last probe got through at the rate it asked
         self._probe_ended = -1e9
         self._probe_need = 0.0
+        self._probe_padder: Consumer | None = None  # the video consumer whose RTX pads
         self._feedback_ticks = 0
         self._starved = 0  # allocations in a row whose budget could not carry the video
         self.rtcp_errors = 0
@@ -316,7 +317,7 @@ class Transport(Emitter):
             self._probe_ticks -= 1
             padder = self._probe_padder
             extra = self._probe_bitrate - bwe.acknowledged_bitrate
-            if extra > 0 and not padder.closed:
+            if extra > 0 and padder is not None and not padder.closed:
                 packets = min(PROBE_MAX_PACKETS, int(extra * NACK_TICK / 8 / PROBE_PACKET) + 1)
                 padder.plane.send_padding(packets)
             if not self._probe_ticks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -43,11 +44,13 @@ def is_rtp(data: bytes) -> bool:
     return len(data) > 1 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223
 
 
-class _Upstream(asyncio.DatagramProtocol):
-    """The relay's socket toward the server for one client source address."""
+class _Endpoint(asyncio.DatagramProtocol):
+    """One of the relay's sockets: the listener clients send to, or the upstream socket of
+    one client address (``client`` set) toward the server."""
 
-    def __init__(self, path: ImpairedPath, client: Address) -> None:
-        self.path = path
+    def __init__(self, on_datagram: Callable[[_Endpoint, bytes, Address], None],
+                 client: Address | None = None) -> None:  # fmt: skip
+        self.on_datagram = on_datagram
         self.client = client
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -55,19 +58,7 @@ class _Upstream(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.path._from_server(self, data)
-
-
-class _Listener(asyncio.DatagramProtocol):
-    def __init__(self, path: ImpairedPath) -> None:
-        self.path = path
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.path._from_client(data, addr)
+        self.on_datagram(self, data, addr)
 
 
 @dataclass
@@ -79,8 +70,8 @@ class ImpairedPath:
     down: Impairment = field(default_factory=Impairment)  # server -> client
     seed: int = 7
     blocked: set[Address] = field(default_factory=set)
-    clients: dict[Address, _Upstream] = field(default_factory=dict)
-    _listener: _Listener | None = None
+    clients: dict[Address, _Endpoint] = field(default_factory=dict)
+    _listener: _Endpoint | None = None
     _random: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -89,7 +80,8 @@ class ImpairedPath:
         path._random = random.Random(seed)
         loop = asyncio.get_running_loop()
         _, listener = await loop.create_datagram_endpoint(
-            lambda: _Listener(path), local_addr=("127.0.0.1", 0)
+            lambda: _Endpoint(lambda _e, data, addr: path._from_client(data, addr)),
+            local_addr=("127.0.0.1", 0),
         )
         path._listener = listener
         return path
@@ -124,24 +116,25 @@ class ImpairedPath:
             return
         upstream = self.clients.get(client)
         if upstream is None:
-            upstream = _Upstream(self, client)
+            upstream = _Endpoint(lambda e, data, _addr: self._from_server(e, data), client)
             self.clients[client] = upstream
             asyncio.get_running_loop().create_task(self._open(upstream, data))
             return
         self._impair(self.up, data, lambda d: self._send_up(upstream, d))
 
-    async def _open(self, upstream: _Upstream, first: bytes) -> None:
+    async def _open(self, upstream: _Endpoint, first: bytes) -> None:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(
             lambda: upstream, local_addr=("127.0.0.1", 0), remote_addr=self.server
         )
         self._impair(self.up, first, lambda d: self._send_up(upstream, d))
 
-    def _send_up(self, upstream: _Upstream, data: bytes) -> None:
+    def _send_up(self, upstream: _Endpoint, data: bytes) -> None:
         if upstream.transport is not None and not upstream.transport.is_closing():
             upstream.transport.sendto(data)
 
-    def _from_server(self, upstream: _Upstream, data: bytes) -> None:
+    def _from_server(self, upstream: _Endpoint, data: bytes) -> None:
+        assert upstream.client is not None
         if upstream.client in self.blocked:
             return
         listener = self._listener

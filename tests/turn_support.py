@@ -6,7 +6,6 @@ no database."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import shutil
 import socket
 import subprocess
@@ -16,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from mediasrv.certificate import Certificate
 
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 SECRET = "a-test-turn-secret-of-some-length"
@@ -43,24 +41,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    """A self-signed certificate and key for TURN over TLS (the pages ignore certificate
+    errors; aioice's client is told not to verify): the one mediasrv makes for DTLS."""
+    certificate = Certificate.generate()
     cert_path, key_path = directory / "turn.crt", directory / "turn.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(certificate.cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
+        certificate.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
